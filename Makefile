@@ -45,7 +45,7 @@ PYTEST_ARGS   ?=
 MOLECULE_ARGS ?=
 SCENARIO      ?= default
 
-.PHONY: help venv dev-collections demo down test lint ruff ansible-lint changelog-lint \
+.PHONY: help venv dev-collections demo down test lint ruff readmes integration ansible-lint changelog-lint \
         at-getpip at-tree sanity sanity-locked units sandbox-test molecule build clean distclean
 
 help:
@@ -116,7 +116,7 @@ down: $(VENV_STAMP) dev-collections
 
 # --- checks -----------------------------------------------------------------------------
 
-TEST_STEPS := venv lint units sanity sandbox-test molecule
+TEST_STEPS := venv lint units sanity sandbox-test integration molecule
 
 # Each step runs in its own make so that its time can be printed; the first failure stops.
 test:
@@ -130,7 +130,11 @@ test:
 	echo "### make test: $$([ $$rc = 0 ] && echo passed || echo FAILED) in $$(( $$(date +%s) - start )) s wall time"; \
 	exit $$rc
 
-lint: ruff changelog-lint ansible-lint
+lint: ruff readmes changelog-lint ansible-lint
+
+# role READMEs carry a table generated from meta/argument_specs.yml: it must not drift
+readmes: $(VENV_STAMP)
+	python tests/utils/role_readmes.py --check
 
 ruff: $(VENV_STAMP)
 	ruff check .
@@ -154,6 +158,10 @@ units: $(VENV_STAMP) dev-collections
 # The sandbox is plain Python: keep pytest-ansible from building ./collections/ for it.
 sandbox-test: $(VENV_STAMP)
 	pytest sandbox/tests -p no:pytest-ansible $(PYTEST_ARGS)
+
+# playbooks against a sandbox of their own: bad input is refused before anything exists
+integration: $(VENV_STAMP) dev-collections
+	pytest tests/integration -p no:pytest-ansible $(PYTEST_ARGS)
 
 molecule: $(VENV_STAMP) dev-collections
 	ANSIBLE_COLLECTIONS_PATH=$(DEV_COLL_ROOT) molecule test -s $(SCENARIO) $(MOLECULE_ARGS)

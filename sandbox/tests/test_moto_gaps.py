@@ -216,3 +216,93 @@ def test_launch_template_without_data_tags_has_no_tag_specifications(
         "LaunchTemplateVersions"
     ]
     assert version["LaunchTemplateData"] == data
+
+
+# -- e. Attributes of a new Application Load Balancer
+
+
+def test_new_alb_reports_every_default_attribute(aws: RunningSandbox, ec2: Any) -> None:
+    """DescribeLoadBalancerAttributes lists every attribute with its default
+    (API_LoadBalancerAttribute: idle_timeout.timeout_seconds 60, routing.http2.enabled
+    true); amazon.aws.elb_application_lb reads idle_timeout_timeout_seconds."""
+    elbv2 = aws.client("elbv2")
+    arn = elbv2.create_load_balancer(Name="web-alb", Subnets=make_subnets(ec2, 2))["LoadBalancers"][
+        0
+    ]["LoadBalancerArn"]
+    attributes = {
+        a["Key"]: a["Value"]
+        for a in elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+    }
+    assert attributes["idle_timeout.timeout_seconds"] == "60"
+    assert attributes["routing.http2.enabled"] == "true"
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "false"
+    assert attributes["deletion_protection.enabled"] == "false"
+
+
+# -- f. Notification configurations of an Auto Scaling group
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
+
+
+def test_notification_configuration_is_stored_replaced_and_deleted(autoscaling_group: Any) -> None:
+    """PutNotificationConfiguration: one configuration per topic, a second Put for the
+    same topic replaces its types; DeleteNotificationConfiguration removes it."""
+
+    def configured() -> list[tuple[str, str]]:
+        found = autoscaling_group.describe_notification_configurations(
+            AutoScalingGroupNames=["web-asg"]
+        )["NotificationConfigurations"]
+        return sorted((c["TopicARN"], c["NotificationType"]) for c in found)
+
+    launch_types = ["autoscaling:EC2_INSTANCE_LAUNCH", "autoscaling:EC2_INSTANCE_LAUNCH_ERROR"]
+    autoscaling_group.put_notification_configuration(
+        AutoScalingGroupName="web-asg", TopicARN=TOPIC, NotificationTypes=launch_types
+    )
+    assert configured() == [(TOPIC, t) for t in launch_types]
+    autoscaling_group.put_notification_configuration(
+        AutoScalingGroupName="web-asg",
+        TopicARN=TOPIC,
+        NotificationTypes=["autoscaling:EC2_INSTANCE_TERMINATE"],
+    )
+    assert configured() == [(TOPIC, "autoscaling:EC2_INSTANCE_TERMINATE")]
+    autoscaling_group.delete_notification_configuration(
+        AutoScalingGroupName="web-asg", TopicARN=TOPIC
+    )
+    assert configured() == []
+
+
+def test_notification_configuration_of_an_unknown_group_is_a_validation_error(
+    autoscaling_group: Any,
+) -> None:
+    with pytest.raises(ClientError, match="not found"):
+        autoscaling_group.put_notification_configuration(
+            AutoScalingGroupName="nope",
+            TopicARN=TOPIC,
+            NotificationTypes=["autoscaling:EC2_INSTANCE_LAUNCH"],
+        )
+
+
+# -- g. Order of an Auto Scaling group's tags
+
+
+def test_group_tags_are_listed_sorted_by_key(autoscaling_group: Any) -> None:
+    """DescribeAutoScalingGroups lists a group's tags sorted by key, whatever order
+    they were created in (amazon.aws.autoscaling_group compares them as a list)."""
+    autoscaling_group.create_or_update_tags(
+        Tags=[
+            {
+                "ResourceId": "web-asg",
+                "ResourceType": "auto-scaling-group",
+                "Key": key,
+                "Value": "v",
+                "PropagateAtLaunch": True,
+            }
+            for key in ["selfheal:stack", "Name", "Team"]
+        ]
+    )
+    group = autoscaling_group.describe_auto_scaling_groups(AutoScalingGroupNames=["web-asg"])
+    assert [t["Key"] for t in group["AutoScalingGroups"][0]["Tags"]] == [
+        "Name",
+        "Team",
+        "selfheal:stack",
+    ]

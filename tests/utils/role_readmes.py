@@ -32,6 +32,8 @@ def default_of(option: dict) -> str:
 def inputs_table(specs: dict) -> str:
     lines = []
     for entry, spec in specs["argument_specs"].items():
+        if entry == "validate":  # the same options as main, documented once
+            continue
         lines += [f"#### Entry point `{entry}`: {spec.get('short_description', '')}", ""]
         lines += ["| variable | type | default | choices | description |", "|---|---|---|---|---|"]
         for name, option in spec.get("options", {}).items():
@@ -46,7 +48,7 @@ def inputs_table(specs: dict) -> str:
 
 def render(readme: str, specs: dict) -> str:
     head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    tail = rest.split(END, 1)[1]
     return f"{head}{BEGIN}\n{inputs_table(specs)}{END}{tail}"
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """selfheal.aws demo web application: stdlib only, one file.
 
 GET /        -> JSON with the instance id, AZ and release that answered
@@ -47,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the ALB uses towards targets
     disable_nagle_algorithm = True  # else headers and body leave 40 ms apart (delayed ACK)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path.split("?")[0] == CONFIG["health_path"]:
             failing = FAIL_HEALTH_FLAG.exists()
             self.reply(503 if failing else 200, b"failing\n" if failing else b"ok\n", "text/plain")

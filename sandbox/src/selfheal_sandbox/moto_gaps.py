@@ -327,10 +327,10 @@ def _load_balancer_with_default_attributes(original: Callable) -> Callable:
 
 # ------------------------------------------------------------------------------
 # g. Order of an Auto Scaling group's tags.
-# moto: returns them in insertion order. AWS: DescribeAutoScalingGroups and
-# DescribeTags list them sorted by key. amazon.aws.autoscaling_group compares
-# the group before and after an update with a list compare, so insertion order
-# makes every re-run report "changed".
+# moto: returns them in insertion order. AWS lists them sorted by key (not
+# stated in the API reference; amazon.aws.autoscaling_group relies on it: it
+# compares the group before and after an update as ordered lists), so with
+# insertion order every re-run reports "changed".
 
 
 def _sorted_tags_property(original: property) -> property:
