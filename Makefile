@@ -161,7 +161,7 @@ sandbox-test: $(VENV_STAMP)
 
 # playbooks against a sandbox of their own: bad input is refused before anything exists
 integration: $(VENV_STAMP) dev-collections
-	pytest tests/integration -p no:pytest-ansible $(PYTEST_ARGS)
+	pytest tests/integration -p no:pytest-ansible -n 2 $(PYTEST_ARGS)
 
 molecule: $(VENV_STAMP) dev-collections
 	ANSIBLE_COLLECTIONS_PATH=$(DEV_COLL_ROOT) molecule test -s $(SCENARIO) $(MOLECULE_ARGS)
