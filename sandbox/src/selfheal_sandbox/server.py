@@ -33,6 +33,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from . import moto_gaps
 from . import status as status_doc
 from .adapter import MotoAdapter, patch_method
+from .behaviour import Behaviour
+from .clock import Clock
 from .instances import InstanceRoots
 from .processes import ProcessRegistry, process_if_same
 from .state import BIND_HOST, RuntimeInfo, StateDir, clear_runtime, read_runtime, write_runtime
@@ -68,6 +70,10 @@ class Sandbox:
     # thread that touches moto's state holds this one lock (never across network
     # or process I/O), so a compound moto operation is never seen half done.
     lock: threading.RLock = field(default_factory=threading.RLock)
+    clock: Clock = field(default_factory=Clock)
+    # The behaviour of each AWS service next to moto, built by install() in this
+    # order and started in it (stopped in reverse). Later ones may use earlier ones.
+    behaviours: list[Behaviour] = field(default_factory=list)
 
     @classmethod
     def create(cls, config: ServerConfig, info: RuntimeInfo) -> Sandbox:
@@ -77,7 +83,28 @@ class Sandbox:
             adapter=MotoAdapter(config.region),
             roots=InstanceRoots(config.state),
             processes=ProcessRegistry(config.state.processes_file),
+            clock=Clock(config.time_scale),
         )
+
+    def behaviour(self, name: str) -> Any:
+        """The behaviour called `name` (e.g. "ec2"), for behaviours that use another."""
+        return next(b for b in self.behaviours if b.name == name)
+
+    def _build_behaviours(self) -> None:
+        # One line per behaviour module; each module owns its line.
+        pass
+
+    def start_behaviours(self) -> None:
+        for behaviour in self.behaviours:
+            behaviour.start()
+            log.info("behaviour %s started", behaviour.name)
+
+    def stop_behaviours(self) -> None:
+        for behaviour in reversed(self.behaviours):
+            try:
+                behaviour.stop()
+            except Exception:
+                log.exception("behaviour %s did not stop cleanly", behaviour.name)
 
     def install(self) -> None:
         """Hooks are class-level and process-wide: install one Sandbox per process."""
@@ -85,6 +112,7 @@ class Sandbox:
         self.adapter.subscribe(self.roots)
         self.adapter.install_hooks()
         patch_method(DomainDispatcherApplication, "__call__", self._wsgi_entry)
+        self._build_behaviours()
         log.info(
             "moto gaps closed: CreateImage snapshot tags, DisableMetricsCollection, "
             "DeleteLaunchTemplateVersions, no launch-template tags in LaunchTemplateData"
@@ -103,7 +131,9 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return status_doc.collect(self.info, self.config.state, self.adapter, self.roots)
+            doc = status_doc.collect(self.info, self.config.state, self.adapter, self.roots)
+            doc["behaviours"] = {b.name: b.status() for b in self.behaviours}
+            return doc
 
     def _sandbox_route(self, environ: dict[str, Any], start_response: Callable) -> Iterable:
         if (
@@ -227,6 +257,7 @@ def serve(config: ServerConfig) -> int:
     sandbox = Sandbox.create(config, info)
     sandbox.install()
     httpd, thread = start_moto(sock)
+    sandbox.start_behaviours()
     write_runtime(state, info)
     log.info(
         "sandbox serving the AWS API at %s (region %s, time scale %g, state %s)",
@@ -244,6 +275,7 @@ def serve(config: ServerConfig) -> int:
     httpd.shutdown()
     thread.join(timeout=5)
     httpd.server_close()
+    sandbox.stop_behaviours()
     ended = sandbox.processes.stop_all()
     clear_runtime(state)
     log.info(
