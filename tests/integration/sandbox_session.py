@@ -43,7 +43,7 @@ class Sandbox:
         for line in (self.state_dir / "env").read_text().splitlines():
             words = shlex.split(line)
             if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-                name, _, value = words[1].partition("=")
+                name, value = words[1].split("=", 1)
                 variables[name] = value
         return variables
 
