@@ -46,7 +46,8 @@ MOLECULE_ARGS ?=
 SCENARIO      ?= default
 
 .PHONY: help venv dev-collections demo down test lint ruff readmes integration ansible-lint changelog-lint \
-        at-getpip at-tree sanity sanity-locked units sandbox-test molecule build clean distclean
+        at-getpip at-tree sanity sanity-locked units sandbox-test molecule build clean distclean \
+        awx-collection ee-context
 
 help:
 	@echo 'selfheal.aws make targets:'
@@ -61,7 +62,9 @@ help:
 	@echo '  sandbox-test    pytest sandbox/tests'
 	@echo '  molecule        molecule test -s $$SCENARIO (default: default)'
 	@echo '  changelog-lint  antsibull-changelog lint'
+	@echo '  awx-collection  awx.awx (for playbooks/awx_configure.yml) into .ansible/awx-collection/'
 	@echo '  build           ansible-galaxy collection build into dist/'
+	@echo '  ee-context      ansible-builder create: the execution environment build context in dist/ee-context'
 	@echo '  clean           remove caches and test output (keeps .venv/); distclean also removes .venv/'
 
 # --- environment -------------------------------------------------------------------------
@@ -85,6 +88,28 @@ $(VENV_STAMP): requirements.txt constraints.txt sandbox/pyproject.toml
 dev-collections:
 	@mkdir -p $(dir $(DEV_COLL))
 	@ln -sfn ../../../.. $(DEV_COLL)
+
+# awx.awx, for playbooks/awx_configure.yml only (not a dependency of the collection). The
+# pinned ansible 14 no longer bundles it and Galaxy is out of reach; ansible 13.8.0, the last
+# package that does (awx.awx 24.6.1, plain HTTP, no awxkit needed), is a wheel on PyPI:
+# take that one collection out of it. ansible.cfg puts this tree on the collections path.
+AWX_ANSIBLE_VERSION := 13.8.0
+AWX_ANSIBLE_SHA256  := daf9c9a2850bbc6c098ba3368aeba99d4ae37c90bca47f974dc19342c0571361
+AWX_COLL_ROOT := $(CURDIR)/.ansible/awx-collection
+AWX_COLL      := $(AWX_COLL_ROOT)/ansible_collections/awx/awx
+
+awx-collection: $(AWX_COLL)/MANIFEST.json
+
+$(AWX_COLL)/MANIFEST.json: | $(VENV_STAMP)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo 'ansible==$(AWX_ANSIBLE_VERSION) --hash=sha256:$(AWX_ANSIBLE_SHA256)' > "$$tmp/req.txt"; \
+	$(VENV_PY) -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+		-r "$$tmp/req.txt" -d "$$tmp"; \
+	$(VENV_PY) -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+		z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("ansible_collections/awx/awx/")])' \
+		"$$tmp"/ansible-$(AWX_ANSIBLE_VERSION)-py3-none-any.whl "$$tmp/out"; \
+	rm -rf $(AWX_COLL_ROOT); mkdir -p $(dir $(AWX_COLL_ROOT)); mv "$$tmp/out" $(AWX_COLL_ROOT); \
+	echo "awx.awx $$($(VENV_PY) -c 'import json, sys; print(json.load(open(sys.argv[1]))["collection_info"]["version"])' $@) in $(AWX_COLL_ROOT)"
 
 # --- the product ------------------------------------------------------------------------
 
@@ -143,7 +168,7 @@ ruff: $(VENV_STAMP)
 changelog-lint: $(VENV_STAMP)
 	antsibull-changelog lint
 
-ansible-lint: $(VENV_STAMP) dev-collections
+ansible-lint: $(VENV_STAMP) dev-collections awx-collection
 	ansible-lint
 
 # pytest-ansible puts the collection on the import path: --ansible-unit-inject-only makes it
@@ -160,7 +185,7 @@ sandbox-test: $(VENV_STAMP)
 	pytest sandbox/tests -p no:pytest-ansible $(PYTEST_ARGS)
 
 # playbooks against a sandbox of their own: bad input is refused before anything exists
-integration: $(VENV_STAMP) dev-collections
+integration: $(VENV_STAMP) dev-collections awx-collection
 	pytest tests/integration -p no:pytest-ansible -n 2 $(PYTEST_ARGS)
 
 molecule: $(VENV_STAMP) dev-collections
@@ -203,8 +228,15 @@ sanity-locked: at-tree
 	@pyver=$$($(VENV_PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	set -x; cd $(AT_COLL) && ansible-test sanity --venv --python $$pyver $(SANITY_ARGS)
 
+# dist/selfheal-aws-<version>.tar.gz, alone: execution-environment.yml copies dist/selfheal-aws-*.tar.gz
 build: $(VENV_STAMP)
+	rm -f dist/$(COLLECTION_NS)-$(COLLECTION_NAME)-*.tar.gz
 	ansible-galaxy collection build --output-path dist --force
+
+# The execution environment's build context in dist/ee-context (Containerfile + _build/).
+# Building the image from it needs podman or docker: `ansible-builder build` instead.
+ee-context: build
+	ansible-builder create -f execution-environment.yml -c dist/ee-context --output-filename Containerfile
 
 clean:
 	rm -rf .ansible collections tests/output dist .pytest_cache .ruff_cache \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -70,7 +71,12 @@ def test_up_twice_is_a_no_op(sandbox: RunningSandbox) -> None:
     assert result.stdout.strip() == sandbox.endpoint
     assert "already running" in result.stderr
     assert sandbox.status()["pid"] == sandbox.pid
-    assert len(sandbox_processes(sandbox.state_dir)) == 1
+    servers = [
+        p
+        for p in sandbox_processes(sandbox.state_dir)
+        if "selfheal_sandbox.dataplane" not in p.cmdline()  # the server's ALB data plane
+    ]
+    assert len(servers) == 1
 
 
 def test_status_json_reports_endpoint_time_scale_and_paths(sandbox: RunningSandbox) -> None:
@@ -98,8 +104,8 @@ def test_status_text_names_endpoint_and_state_dir(sandbox: RunningSandbox) -> No
 
 
 def test_status_lists_load_balancers_with_listeners(aws: RunningSandbox) -> None:
-    """Each ALB appears with its name, DNS name and listeners (protocol, port); the local
-    data-plane address is null until the ALB proxy exists."""
+    """Each ALB appears with its name, DNS name and listeners (protocol, port) with the
+    local address where the sandbox's ALB data plane serves the listener."""
     ec2, elbv2 = aws.client("ec2"), aws.client("elbv2")
     subnets = make_subnets(ec2)
     lb = elbv2.create_load_balancer(Name="web-alb", Subnets=subnets)["LoadBalancers"][0]
@@ -113,10 +119,18 @@ def test_status_lists_load_balancers_with_listeners(aws: RunningSandbox) -> None
             {"Type": "forward", "TargetGroupArn": tg["TargetGroups"][0]["TargetGroupArn"]}
         ],
     )
-    [listed] = aws.status()["load_balancers"]
+    deadline = time.monotonic() + 10
+    while True:
+        [listed] = aws.status()["load_balancers"]
+        if listed["listeners"][0]["address"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert listed["name"] == "web-alb"
     assert listed["dns_name"] == lb["DNSName"]
-    assert listed["listeners"] == [{"protocol": "HTTP", "port": 80, "address": None}]
+    [listener] = listed["listeners"]
+    assert (listener["protocol"], listener["port"]) == ("HTTP", 80)
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", listener["address"])
+    assert listener["url"] == f"http://{listener['address']}"
 
 
 def test_status_when_not_running_says_so(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from conftest import RunningSandbox, launch, make_subnets
@@ -128,7 +129,11 @@ def test_auto_scaling_instances_get_roots_from_the_launch_template_ami(
         assert (aws.instance_root(member) / "app.py").read_text() == "v1"
         assert (aws.state_dir / "instances" / member / "user-data").read_text() == script
 
+    # AWS scales in asynchronously: Terminating (after draining), then Terminated.
     autoscaling.set_desired_capacity(AutoScalingGroupName="web-asg", DesiredCapacity=0)
+    deadline = time.monotonic() + 60
+    while any(aws.instance_root(m).exists() for m in members) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for member in members:
         assert not aws.instance_root(member).exists()
 

@@ -69,11 +69,20 @@ def running_sandbox(state_dir: Path, time_scale: float | None = None) -> Iterato
         )
 
 
-def playbook_env(sandbox: Sandbox, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for ansible-playbook: ours first, so a developer's sandbox variables never leak in."""
-    if not DEV_COLLECTION.is_dir():
+def playbook_env(
+    sandbox: Sandbox, extra: Mapping[str, str] | None = None, dev_collection: bool = True
+) -> dict[str, str]:
+    """Environment for ansible-playbook: ours first, so a developer's sandbox variables never leak in.
+
+    dev_collection=False is for a project of its own (an installed copy of the collection):
+    no ANSIBLE_* setting of the caller may point it back at this repository.
+    """
+    if dev_collection and not DEV_COLLECTION.is_dir():
         raise FileNotFoundError(f"{DEV_COLLECTION} is missing: run `make dev-collections`")
     env = os.environ | sandbox.env() | {"PATH": TOOL_PATH, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    if not dev_collection:
+        for name in ("ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS", "ANSIBLE_INVENTORY"):
+            env.pop(name, None)
     # The inventory reads the sandbox's time scale from here; unset means AWS speed.
     env.pop("SELFHEAL_TIME_SCALE", None)
     if sandbox.time_scale is not None:
@@ -93,6 +102,27 @@ def run_playbook(
         [tool("ansible-playbook"), f"playbooks/{playbook}", *args],
         cwd=REPO,
         env=playbook_env(sandbox, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_project_playbook(
+    sandbox: Sandbox,
+    project: Path,
+    playbook: str,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    """Run a playbook (a file of project, or a collection playbook by FQCN) from project,
+    with project's ansible.cfg and inventory, as a user of the installed collection would."""
+    return subprocess.run(
+        [tool("ansible-playbook"), playbook, *args],
+        cwd=project,
+        env=playbook_env(sandbox, env, dev_collection=False),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -176,3 +176,22 @@ def stop_trees(roots: Sequence[psutil.Process], timeout: float = DEFAULT_STOP_TI
         )
         _signal_all(alive, signal.SIGKILL)
         wait_gone(alive, timeout)
+
+
+def group_members(groups: set[int]) -> dict[int, list[psutil.Process]]:
+    """Live processes of each process group and their descendants: a child may
+    leave the group (GNU timeout makes its own), a member may outlive its parent."""
+    members: dict[int, dict[int, psutil.Process]] = {g: {} for g in groups}
+    if not groups:
+        return {}
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            pgid = os.getpgid(proc.pid)
+            if pgid in members and proc.status() != psutil.STATUS_ZOMBIE:
+                members[pgid][proc.pid] = proc
+    for found in members.values():
+        for proc in list(found.values()):
+            with contextlib.suppress(psutil.Error):
+                for child in proc.children(recursive=True):
+                    found.setdefault(child.pid, child)
+    return {g: list(found.values()) for g, found in members.items()}

@@ -33,10 +33,15 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from . import moto_gaps
 from . import status as status_doc
 from .adapter import MotoAdapter, patch_method
+from .autoscaling import AutoScaling
 from .behaviour import Behaviour
 from .clock import Clock
+from .cloudwatch import CloudWatchAlarms
+from .ec2_runtime import Ec2Runtime
+from .elb import Elb
 from .instances import InstanceRoots
 from .processes import ProcessRegistry, process_if_same
+from .sns import SnsDelivery
 from .state import BIND_HOST, RuntimeInfo, StateDir, clear_runtime, read_runtime, write_runtime
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,11 @@ class Sandbox:
     # The behaviour of each AWS service next to moto, built by install() in this
     # order and started in it (stopped in reverse). Later ones may use earlier ones.
     behaviours: list[Behaviour] = field(default_factory=list)
+    # Extra GET routes under /_sandbox/ a behaviour serves (e.g. SNS SubscribeURL):
+    # path -> handler(environ) -> (status line, content type, body). Handlers lock.
+    routes: dict[str, Callable[[dict[str, Any]], tuple[str, str, bytes]]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def create(cls, config: ServerConfig, info: RuntimeInfo) -> Sandbox:
@@ -92,7 +102,11 @@ class Sandbox:
 
     def _build_behaviours(self) -> None:
         # One line per behaviour module; each module owns its line.
-        pass
+        self.behaviours.append(Ec2Runtime(self))
+        self.behaviours.append(Elb(self))
+        self.behaviours.append(AutoScaling(self))
+        self.behaviours.append(SnsDelivery(self))  # after autoscaling, before cloudwatch
+        self.behaviours.append(CloudWatchAlarms(self))
 
     def start_behaviours(self) -> None:
         for behaviour in self.behaviours:
@@ -131,11 +145,25 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            doc = status_doc.collect(self.info, self.config.state, self.adapter, self.roots)
+            elb = next((b for b in self.behaviours if b.name == "elb"), None)
+            doc = status_doc.collect(
+                self.info,
+                self.config.state,
+                self.adapter,
+                self.roots,
+                listener_address=elb.listener_address if elb else None,
+            )
             doc["behaviours"] = {b.name: b.status() for b in self.behaviours}
             return doc
 
     def _sandbox_route(self, environ: dict[str, Any], start_response: Callable) -> Iterable:
+        handler = self.routes.get(environ.get("PATH_INFO", ""))
+        if handler is not None:
+            status, content_type, payload = handler(environ)
+            start_response(
+                status, [("Content-Type", content_type), ("Content-Length", str(len(payload)))]
+            )
+            return [payload]
         if (
             environ.get("PATH_INFO") == status_doc.STATUS_ROUTE
             and environ.get("REQUEST_METHOD") == "GET"

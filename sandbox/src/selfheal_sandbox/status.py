@@ -6,6 +6,7 @@ One shape for both: the server builds it from live state, the CLI adds
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .state import RuntimeInfo, StateDir
@@ -27,9 +28,21 @@ def _paths(state: StateDir) -> dict[str, str]:
 
 
 def collect(
-    info: RuntimeInfo, state: StateDir, adapter: MotoAdapter, roots: InstanceRoots
+    info: RuntimeInfo,
+    state: StateDir,
+    adapter: MotoAdapter,
+    roots: InstanceRoots,
+    listener_address: Callable[[str, int], str | None] | None = None,
 ) -> dict[str, Any]:
-    """Live status, built inside the server (call it under the sandbox lock)."""
+    """Live status, built inside the server (call it under the sandbox lock).
+
+    listener_address(lb arn, listener port) -> "127.0.0.1:PORT" where the ALB data
+    plane serves that listener (None until it listens).
+    """
+
+    def address(arn: str, port: int) -> str | None:
+        return listener_address(arn, port) if listener_address else None
+
     return {
         "running": True,
         "pid": info.pid,
@@ -48,8 +61,13 @@ def collect(
                 "type": lb.type,
                 "state": lb.state,
                 "listeners": [
-                    # address: the local data plane arrives in a later issue.
-                    {"protocol": li.protocol, "port": li.port, "address": None}
+                    {
+                        "protocol": li.protocol,
+                        "port": li.port,
+                        # Where the sandbox serves this listener: 127.0.0.1:PORT, and as a URL.
+                        "address": (local := address(lb.arn, li.port)),
+                        "url": f"http://{local}" if local else None,
+                    }
                     for li in lb.listeners
                 ],
             }

@@ -31,6 +31,13 @@ from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.elbv2.models import elbv2_backends
 from moto.moto_api._internal.models import MotoAPIBackend
 
+from .autoscaling import AutoScalingAdapter
+from .cloudwatch import CloudWatchAdapter
+from .ec2 import Ec2AdapterMixin
+from .elbv2 import Elbv2Adapter
+from .sns import SnsAdapter
+from .ssm import SsmAdapterMixin
+
 log = logging.getLogger(__name__)
 
 _HOOKS_ATTR = "__selfheal_hooks__"
@@ -116,8 +123,22 @@ class MotoListener(Protocol):
 
     def backends_reset(self) -> None: ...
 
+    # Emitted once `install_instance_state_hooks()` ran (adapter/ec2.py).
+    def instance_started(self, instance_id: str) -> None: ...
 
-class MotoAdapter:
+    def instance_stopped(self, instance_id: str) -> None: ...
+
+    def instance_rebooted(self, instance_id: str) -> None: ...
+
+
+class MotoAdapter(
+    Ec2AdapterMixin,
+    SsmAdapterMixin,
+    CloudWatchAdapter,
+    SnsAdapter,
+    Elbv2Adapter,
+    AutoScalingAdapter,
+):
     """Reads moto's state for one account/region and forwards moto events."""
 
     def __init__(self, region: str, account_id: str = DEFAULT_ACCOUNT_ID) -> None:
@@ -161,8 +182,11 @@ class MotoAdapter:
 
     def _emit(self, event: str, *args: Any) -> None:
         for listener in self._listeners:
+            handler = getattr(listener, event, None)
+            if handler is None:  # a listener implements only the events it needs
+                continue
             try:
-                getattr(listener, event)(*args)
+                handler(*args)
             except Exception:
                 log.exception(
                     "sandbox failed to handle %s%r; the AWS call itself succeeded", event, args

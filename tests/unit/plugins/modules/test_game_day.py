@@ -1,0 +1,91 @@
+"""selfheal.aws.game_day: bounded input, guards before load, a short real run with a report."""
+
+import json
+from pathlib import Path
+
+import pytest
+from moto_stack import STACK, make_stack, running
+
+from ansible_collections.selfheal.aws.plugins.modules import game_day
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"rate": 500}, "rate: 500.0 requests/s is outside 0 < rate <= 200"),
+        ({"duration": 3600}, "duration: 3600 s is outside 0 < duration <= 600"),
+        ({"request_timeout": 0}, "request_timeout: 0.0 s is outside 0 < request_timeout <= 60"),
+        ({"fault_after": 200, "duration": 100}, "fault_after: 200.0 must be 0 or more and below duration 100"),
+        ({"url": "ftp://example.com/"}, "url: 'ftp://example.com/' must be an http:// or https:// URL"),
+    ],
+)
+def test_load_beyond_the_caps_is_refused_naming_the_field(aws, run_module, web_app, extra, message):
+    group = make_stack(aws)
+    args = {"stack": STACK, "autoscaling_group_name": group["name"], "url": web_app.url, **extra}
+    result = run_module(game_day.main, args)
+    assert result["failed"] is True
+    assert result["msg"] == message
+
+
+def test_fault_guards_run_before_any_request(aws, run_module, web_app):
+    group = make_stack(aws, stack="production")
+    args = {
+        "stack": STACK,
+        "autoscaling_group_name": group["name"],
+        "url": web_app.url,
+        "fault": {"action": "terminate"},
+    }
+    result = run_module(game_day.main, args)
+    assert result["failed"] is True
+    assert result["msg"].startswith("autoscaling_group_name: 'selfheal-asg' is tagged selfheal:stack='production'")
+    assert set(running(aws, group["instances"]).values()) == {"running"}
+
+
+def test_short_game_day_sends_the_load_injects_the_fault_and_writes_the_report(aws, run_module, web_app, tmp_path):
+    group = make_stack(aws)
+    args = {
+        "stack": STACK,
+        "autoscaling_group_name": group["name"],
+        "url": web_app.url,
+        "rate": 20,
+        "duration": 3,
+        "fault_after": 1,
+        "sample_interval": 0.5,
+        "time_scale": 5,
+        "fault": {"action": "terminate", "seed": 3},
+        "slos": {"max_ttd": 11, "min_success_rate": 0.99},
+        "report_dir": str(tmp_path),
+    }
+    result = run_module(game_day.main, args)
+    assert "failed" not in result, result.get("msg")
+    assert result["requests"]["sent"] == 60
+    assert result["requests"]["failed"] == 0
+    (done,) = result["fault"]["done"]
+    assert done["action"] == "terminate"
+    assert abs(done["at"]["epoch"] - result["fault_at"]["epoch"]) < 1
+    assert result["metrics"]["detect"]["status"] in ("measured", "timeout")
+    if result["metrics"]["detect"]["status"] == "measured":
+        assert result["metrics"]["detect"]["aws_seconds"] == pytest.approx(
+            5 * result["metrics"]["detect"]["seconds"], abs=0.01
+        )
+    assert len(result["timeline"]["samples"]) >= 4
+    report_dir = Path(result["report"]["dir"])
+    assert report_dir.name.startswith("selfheal-terminate-")
+    assert json.loads((report_dir / "report.json").read_text())["requests"]["sent"] == 60
+    assert (report_dir / "report.md").read_text().startswith("# Game day: selfheal / terminate")
+    assert (report_dir / "timeline.png").stat().st_size > 10_000
+
+
+def test_check_mode_selects_but_sends_nothing(aws, run_module, web_app):
+    group = make_stack(aws)
+    args = {
+        "stack": STACK,
+        "autoscaling_group_name": group["name"],
+        "url": web_app.url,
+        "fault": {"action": "stop", "seed": 1},
+        "_ansible_check_mode": True,
+    }
+    result = run_module(game_day.main, args)
+    assert result["changed"] is False
+    assert len(result["would_select"]) == 1
+    assert set(running(aws, group["instances"]).values()) == {"running"}
