@@ -52,8 +52,9 @@ SCENARIO      ?= default
 help:
 	@echo 'selfheal.aws make targets:'
 	@echo '  venv            build .venv/ (Python >= 3.12, requirements.txt + constraints.txt, sandbox/)'
-	@echo '  demo            start the sandbox, deploy playbooks/site.yml, print playbooks/summary.yml'
-	@echo '                  (TIME_SCALE=N: sandbox N times faster than AWS; SANDBOX_UP_ARGS="...")'
+	@echo '  demo            start the sandbox, deploy playbooks/site.yml, print playbooks/summary.yml,'
+	@echo '                  run one game day (playbooks/chaos.yml, DEMO_SCENARIO=fail_health) into reports/'
+	@echo '                  (TIME_SCALE=N: sandbox N times faster than AWS, default 10; SANDBOX_UP_ARGS="...")'
 	@echo '  down            tear the stack down (playbooks/teardown.yml) and stop the sandbox'
 	@echo '  test            lint, units, sanity, sandbox-test, molecule (cheapest first), with timings'
 	@echo '  lint            ruff check + ruff format --check, antsibull-changelog lint, ansible-lint'
@@ -113,14 +114,15 @@ $(AWX_COLL)/MANIFEST.json: | $(VENV_STAMP)
 
 # --- the product ------------------------------------------------------------------------
 
-# TIME_SCALE=N runs the sandbox N times faster than AWS (the inventory reads the factor
-# from SELFHEAL_TIME_SCALE); SANDBOX_UP_ARGS adds other `selfheal-sandbox up` options.
-TIME_SCALE ?=
+# TIME_SCALE=N runs a sandbox that `demo` starts N times faster than AWS (10 by default,
+# so the demo and its game day take minutes; TIME_SCALE=1 for AWS speed). A sandbox that
+# already runs keeps its own scale; its env file tells the playbooks which one.
+# SANDBOX_UP_ARGS adds other `selfheal-sandbox up` options.
+TIME_SCALE ?= 10
 SANDBOX_UP_ARGS ?=
-ifneq ($(TIME_SCALE),)
-export SELFHEAL_TIME_SCALE := $(TIME_SCALE)
 override SANDBOX_UP_ARGS += --time-scale $(TIME_SCALE)
-endif
+# the scenario of the game day `demo` ends with (see playbooks/chaos.yml)
+DEMO_SCENARIO ?= fail_health
 SANDBOX_RUNNING := selfheal-sandbox status --json \
 	| python -c 'import json, sys; sys.exit(not json.load(sys.stdin)["running"])'
 # the running sandbox's endpoint, fake credentials and state dir, as `up` wrote them
@@ -130,6 +132,8 @@ demo: $(VENV_STAMP) dev-collections
 	selfheal-sandbox up $(SANDBOX_UP_ARGS)
 	$(SANDBOX_ENV); ansible-playbook playbooks/site.yml
 	$(SANDBOX_ENV); ansible-playbook playbooks/summary.yml
+	$(SANDBOX_ENV); ansible-playbook playbooks/chaos.yml -e chaos_scenario=$(DEMO_SCENARIO)
+	@echo "Game day report: $$(ls -d reports/*-$(DEMO_SCENARIO)-* | tail -1)/report.md (and timeline.png)"
 
 down: $(VENV_STAMP) dev-collections
 	@if $(SANDBOX_RUNNING); then \

@@ -38,7 +38,9 @@ SSM_DOCUMENT = "AWS-RunShellScript"
 
 
 def _flag(install_dir, name):
-    return shlex.quote(f"{install_dir.rstrip('/')}/run/{name}")
+    # SELFHEAL_ROOT is unset on EC2; the sandbox sets it to the instance's root folder, the
+    # same prefix its user data starts the app under (roles/launch_template user data).
+    return '"${SELFHEAL_ROOT:-}"' + shlex.quote(f"{install_dir.rstrip('/')}/run/{name}")
 
 
 def fail_health_commands(install_dir):
@@ -51,13 +53,16 @@ def heal_health_commands(install_dir):
 
 
 def cpu_stress_commands(install_dir, duration):
-    """Busy loops on every CPU that end by themselves after duration seconds, or when the flag goes."""
+    """Busy loops on every CPU that end by themselves after duration seconds, or when the flag goes.
+
+    Each loop is one shell doing builtins only (no process per iteration), so all the CPU
+    it burns is its own and shows in the instance's CPUUtilization.
+    """
     flag = _flag(install_dir, "cpu-stress")
+    loop = shlex.quote('while [ -e "$1" ]; do :; done')
     return [
         f"mkdir -p {_flag(install_dir, '')} && touch {flag}",
-        f"end=$(( $(date +%s) + {int(duration)} ))",
-        f"for i in $(seq $(nproc 2>/dev/null || echo 1)); do"
-        f" ( while [ -e {flag} ] && [ $(date +%s) -lt $end ]; do :; done ) & done",
+        f"for i in $(seq $(nproc 2>/dev/null || echo 1)); do timeout {int(duration)} sh -c {loop} sh {flag} & done",
         "wait",
         f"rm -f {flag}",
     ]

@@ -40,6 +40,7 @@ def test_up_writes_the_state_dir_contract(sandbox: RunningSandbox) -> None:
         "export AWS_SECRET_ACCESS_KEY=testing",
         "export AWS_DEFAULT_REGION=us-east-1",
         f"export SELFHEAL_SANDBOX_ENDPOINT={sandbox.endpoint}",
+        "export SELFHEAL_TIME_SCALE=1",
         f"export SELFHEAL_SANDBOX_STATE_DIR={d}",
     ]
 

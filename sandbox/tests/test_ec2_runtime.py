@@ -29,7 +29,7 @@ from ec2_helpers import (
 
 from selfheal_sandbox.clock import Clock
 from selfheal_sandbox.ec2_runtime import BOOT_DELAY_AWS_S, WATCH_INTERVAL_AWS_S, Ec2Runtime
-from selfheal_sandbox.instance_runtime import InstanceRuntime, loopback_for
+from selfheal_sandbox.instance_runtime import InstanceRuntime, cpu_capacity, loopback_for
 from selfheal_sandbox.state import StateDir
 
 
@@ -215,6 +215,7 @@ def test_cpu_utilization_is_the_process_tree_cpu_over_the_instance_vcpus(tmp_pat
         ),
     )
     runtime = Ec2Runtime(fake)  # type: ignore[arg-type]
+    runtime.host_cpus = 64  # a host with room for every vCPU: the fair-share rule stays out
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
     idle = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
@@ -262,3 +263,13 @@ def test_down_leaves_no_instance_process(fast: RunningSandbox) -> None:
 
     assert result.returncode == 0, result.stderr
     assert sandbox_processes(fast.state_dir) == []
+
+
+def test_busy_instances_read_busy_when_the_host_has_fewer_cores_than_their_vcpus() -> None:
+    """AWS: a busy instance reports ~100 % CPUUtilization. Three t3.micro (6 vCPUs) on a
+    2-core host can each get 2/3 of a core at most, so their capacity is that fair share:
+    otherwise a CPU alarm at 70 % could never fire in the sandbox."""
+    assert cpu_capacity(2, 1, host_cpus=2) == 2
+    assert cpu_capacity(2, 3, host_cpus=2) == pytest.approx(2 / 3)
+    assert cpu_capacity(1, 1, host_cpus=2) == 1
+    assert cpu_capacity(2, 0, host_cpus=2) == 2

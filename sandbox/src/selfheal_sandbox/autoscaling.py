@@ -5,7 +5,7 @@ moto keeps the groups; this behaviour decides what AWS would decide, through the
 adapter's hooks (moto hands over every desired-capacity change and terminate
 request) and one reconcile loop that moves instances through their lifecycle:
 
-    Pending --EC2 running, registered in the target groups--> InService
+    Pending --EC2 running and booted, registered in the target groups--> InService
     InService --unhealthy / scale-in / user request--> Terminating
     Terminating --deregistered, deregistration delay over--> Terminated (then gone)
 """
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .adapter.autoscaling import COUNTED, AsgGroup, AsgInstance, GroupRef, Refusal, desired_reason
 from .autoscaling_policies import PolicyEngine
 from .clock import Periodic
+from .metrics import behaviour_method
 
 if TYPE_CHECKING:
     from .server import Sandbox
@@ -359,7 +360,11 @@ class AutoScaling:
     def _advance_lifecycle(self, ref: GroupRef, view: AsgGroup, now: float) -> None:
         for inst in view.instances:
             member = self._member(view, inst)
-            if inst.lifecycle == "Pending" and inst.ec2_state == "running":
+            if (
+                inst.lifecycle == "Pending"
+                and inst.ec2_state == "running"
+                and self._booted(inst.id)
+            ):
                 # AWS LC: registered with the load balancer before it is InService.
                 self.adapter.asg_register(ref, inst.id)
                 self.adapter.asg_set_lifecycle(ref, inst.id, "InService")
@@ -382,6 +387,14 @@ class AutoScaling:
             ):
                 self.adapter.asg_forget(ref, inst.id)
                 self.members.pop(inst.id, None)
+
+    def _booted(self, instance_id: str) -> bool:
+        """AWS LC: an instance enters InService (and its load balancer registration) once it
+        passes the EC2 health checks, by when its OS has booted: here, once the ec2
+        behaviour has booted it. Registering earlier would fail the new target's first
+        health checks while it boots, and cost it HealthyThresholdCount checks to recover."""
+        address = behaviour_method(self.sandbox, "ec2", "address")
+        return address is None or address(instance_id) is not None
 
     def _target_health(self, tg_arn: str) -> dict[str, tuple]:
         if self.target_health_source is not None:

@@ -40,6 +40,7 @@ The choices this module makes where the sandbox cannot be EC2:
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -51,6 +52,7 @@ from .instance_runtime import (
     CpuMeter,
     InstanceRuntime,
     boot_argv,
+    cpu_capacity,
     environment,
     loopback_for,
 )
@@ -80,6 +82,8 @@ class Ec2Runtime:
         # other way round, and never across a wait on a process.
         self._mu = threading.Lock()
         self._runtimes: dict[str, InstanceRuntime] = {}
+        # CPU percentages are of min(vCPUs, fair share of these): see cpu_capacity.
+        self.host_cpus = os.cpu_count() or 1
         self._closing = threading.Event()
         self.ssm = SsmRunCommand(sandbox, self)
         self._watch = Periodic(
@@ -131,7 +135,8 @@ class Ec2Runtime:
         for rt in runtimes:
             procs = [p for group in groups[rt.id] for p in members.get(group, [])]
             with self._mu:
-                percent = rt.metrics_meter.read(procs, rt.vcpus)
+                capacity = cpu_capacity(rt.vcpus, len(runtimes), self.host_cpus)
+                percent = rt.metrics_meter.read(procs, capacity)
             data.append(
                 {
                     "MetricName": "CPUUtilization",
@@ -171,10 +176,12 @@ class Ec2Runtime:
             groups = {rt.id: rt.groups() for rt in self._runtimes.values()}
         members = group_members(set().union(*groups.values()) if groups else set())
         with self._mu:
+            running = sum(1 for rt in self._runtimes.values() if rt.running)
             cpu = {
                 rt.id: round(
                     rt.status_meter.read(
-                        [p for g in groups.get(rt.id, ()) for p in members.get(g, [])], rt.vcpus
+                        [p for g in groups.get(rt.id, ()) for p in members.get(g, [])],
+                        cpu_capacity(rt.vcpus, running, self.host_cpus),
                     ),
                     2,
                 )

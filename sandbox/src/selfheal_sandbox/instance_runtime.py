@@ -29,6 +29,16 @@ VCPUS = {
     **dict.fromkeys(("t2.2xlarge", "t3.2xlarge", "m5.2xlarge", "c5.2xlarge"), 8),
 }
 DEFAULT_VCPUS = 2
+
+
+def cpu_capacity(vcpus: int, running_instances: int, host_cpus: int) -> float:
+    """CPUs an instance can really use here: its vCPUs, or its fair share of the host's
+    cores when the running instances have more vCPUs together than the host has (three
+    t3.micro on 2 cores). A busy instance then reads ~100 %, as a busy instance on EC2
+    does; without this, busy instances here could never reach a 70 % CPU alarm."""
+    return min(float(vcpus), host_cpus / max(running_instances, 1))
+
+
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _HOST_ADDRESSES = (ipaddress.IPv4Address("127.0.0.0"), ipaddress.IPv4Address("127.0.0.1"))
 _FALLBACK = ipaddress.ip_network("127.255.0.0/16")

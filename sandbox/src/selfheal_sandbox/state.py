@@ -166,6 +166,8 @@ class RuntimeInfo:
             "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": self.region,
             "SELFHEAL_SANDBOX_ENDPOINT": self.endpoint,
+            # AWS seconds per wall second: tools report sandbox times in AWS seconds with it.
+            "SELFHEAL_TIME_SCALE": f"{self.time_scale:g}",
             ENV_STATE_DIR: str(state.root),
         }
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
