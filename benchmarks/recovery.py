@@ -1,10 +1,13 @@
 """Run every chaos scenario several times against a private, time-scaled sandbox.
 
-Deploys the default stack once (playbooks/site.yml), then runs playbooks/chaos.yml for each
-scenario N times and prints, per scenario, the median and worst time to detect, time to
+Deploys the default stack once (playbooks/site.yml, with a minimum of 3 instances so that
+the idle stack does not scale in to 2 between game days: every game day starts with N = 3),
+then runs playbooks/chaos.yml --runs times for each
+scenario and prints, per scenario, the median and worst time to detect, time to
 recover, scale-out time and success rate, in AWS seconds (wall seconds x time scale), read
 from each game day's report.json. Worst is the highest time and the lowest success rate; a
-measurement that timed out counts as worst and is shown as "timeout".
+measurement that timed out counts as worst and is shown as "timeout". Every game day's
+report folder is kept under reports/recovery-<UTC time>/.
 
 Run: .venv/bin/python benchmarks/recovery.py [--runs 5] [--time-scale 10] [--scenario ...]
      (make dev-collections first; about 1 minute per game day at time scale 10)
@@ -17,12 +20,13 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from sandbox_session import Sandbox, run_playbook, running_sandbox
+from sandbox_session import REPO, Sandbox, run_playbook, running_sandbox
 
-SCENARIOS = ("terminate", "stop", "fail_health", "cpu_stress", "az_outage", "scale_out_load")
+SCENARIOS = ("terminate", "stop", "crash_app", "fail_health", "cpu_stress", "az_outage", "scale_out_load")
 TIMES = ("detect", "recover", "scale_out")
 
 
@@ -76,22 +80,24 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default: all")
     args = parser.parse_args()
     results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="selfheal-recovery-") as tmp:
-        state, reports = Path(tmp) / "state", Path(tmp) / "reports"
-        state.mkdir()
-        reports.mkdir()
-        with running_sandbox(state, args.time_scale) as sandbox:
-            site = run_playbook(sandbox, "site.yml")
-            if site.returncode != 0:
-                sys.exit(f"site.yml failed:\n{site.stdout[-3000:]}")
-            for scenario in args.scenario or SCENARIOS:
-                for run in range(1, args.runs + 1):
-                    report = game_day(sandbox, scenario, reports)
-                    results.setdefault(scenario, []).append(report)
-                    print(f"{scenario} run {run}: passed={report['passed']}", file=sys.stderr, flush=True)
-            run_playbook(sandbox, "teardown.yml")
+    reports = REPO / "reports" / time.strftime("recovery-%Y%m%dT%H%M%SZ", time.gmtime())
+    reports.mkdir(parents=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="selfheal-recovery-") as state,
+        running_sandbox(Path(state), args.time_scale) as sandbox,
+    ):
+        site = run_playbook(sandbox, "site.yml", ["-e", "autoscaling_min_size=3"])
+        if site.returncode != 0:
+            sys.exit(f"site.yml failed:\n{site.stdout[-3000:]}")
+        for scenario in args.scenario or SCENARIOS:
+            for run in range(1, args.runs + 1):
+                report = game_day(sandbox, scenario, reports)
+                results.setdefault(scenario, []).append(report)
+                print(f"{scenario} run {run}: passed={report['passed']}", file=sys.stderr, flush=True)
+        run_playbook(sandbox, "teardown.yml")
     header = ["scenario", "runs", "SLOs met", "TTD", "TTR", "scale-out", "success rate", "max failed"]
     table = [header, ["---"] * len(header)] + [row(s, r) for s, r in results.items()]
+    print(f"reports: {reports}")
     print(f"time scale {args.time_scale:g}; times in AWS seconds, median / worst; success rate median / lowest")
     for line in table:
         print("| " + " | ".join(line) + " |")

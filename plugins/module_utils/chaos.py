@@ -7,7 +7,7 @@ import math
 import random
 from fractions import Fraction
 
-ACTIONS = ("terminate", "stop", "reboot", "fail_health", "cpu_stress", "az_outage")
+ACTIONS = ("terminate", "stop", "reboot", "crash_app", "fail_health", "cpu_stress", "az_outage")
 # What revert can undo: terminate and reboot cannot be taken back.
 REVERSIBLE = ("stop", "fail_health", "cpu_stress", "az_outage")
 STACK_TAG = "selfheal:stack"

@@ -52,6 +52,19 @@ def heal_health_commands(install_dir):
     return [f"rm -f {_flag(install_dir, 'fail-health')}"]
 
 
+def crash_app_commands(install_dir):
+    """Kill the web app at once (SIGKILL: no graceful shutdown) and keep it down.
+
+    Under systemd (EC2) the unit is stopped too, or Restart=on-failure would bring it back
+    within a second; in the sandbox (SELFHEAL_ROOT set) the app's pid file names it.
+    """
+    return [
+        'if [ -z "${SELFHEAL_ROOT:-}" ] && command -v systemctl >/dev/null 2>&1; then'
+        " systemctl kill --signal=SIGKILL selfheal-web.service && systemctl stop selfheal-web.service;"
+        f' else kill -KILL "$(cat {_flag(install_dir, "web.pid")})"; fi',
+    ]
+
+
 def cpu_stress_commands(install_dir, duration):
     """Busy loops on every CPU that end by themselves after duration seconds, or when the flag goes.
 
@@ -138,6 +151,9 @@ def inject(clients, action, selected, group, params):
         done += [_done(action, i) for i in selected]
     elif action == "fail_health":
         command_id, _statuses = run_shell(ssm, ids, fail_health_commands(params["install_dir"]))
+        done += [_done(action, i, ssm_command_id=command_id) for i in selected]
+    elif action == "crash_app":
+        command_id, _statuses = run_shell(ssm, ids, crash_app_commands(params["install_dir"]))
         done += [_done(action, i, ssm_command_id=command_id) for i in selected]
     elif action == "cpu_stress":
         # Not waited for: it runs for its duration and ends by itself.

@@ -36,6 +36,9 @@ options:
       - V(terminate) - terminate the instances (through EC2, or the Auto Scaling API with O(terminate_via=autoscaling)).
       - V(stop) - stop the instances (reversible).
       - V(reboot) - reboot the instances.
+      - V(crash_app) - kill the web app with SIGKILL through SSM RunCommand and keep it down (its systemd
+        unit is stopped on EC2), while the instance keeps running: the load balancer's health checks
+        must find it and the Auto Scaling group replace the instance. Not reversible.
       - V(fail_health) - make the web app answer 503 on its health path while it keeps running, by
         creating C(<install_dir>/run/fail-health) through SSM RunCommand (reversible).
       - V(cpu_stress) - busy loops on every CPU for O(duration) seconds through SSM RunCommand (reversible).
@@ -45,7 +48,7 @@ options:
         would keep launching into the blocked zone, which no real outage does for long.
     type: str
     required: true
-    choices: [terminate, stop, reboot, fail_health, cpu_stress, az_outage]
+    choices: [terminate, stop, reboot, crash_app, fail_health, cpu_stress, az_outage]
   count:
     description:
       - Number of instances to pick at random (reproducible with O(seed)).

@@ -113,7 +113,7 @@ options:
         description: What to do; see M(selfheal.aws.chaos).
         type: str
         required: true
-        choices: [terminate, stop, reboot, fail_health, cpu_stress, az_outage]
+        choices: [terminate, stop, reboot, crash_app, fail_health, cpu_stress, az_outage]
       count:
         description: Number of instances to pick at random.
         type: int

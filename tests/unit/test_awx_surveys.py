@@ -142,7 +142,15 @@ def test_variables_are_unique_within_each_survey() -> None:
 def test_game_day_survey_offers_every_chaos_scenario() -> None:
     game_day = next(t for t in load_job_templates() if t["name"] == "Game day")
     scenario = next(f for f in game_day["survey"]["spec"] if f["variable"] == "chaos_scenario")
-    assert scenario["choices"] == ["terminate", "stop", "fail_health", "cpu_stress", "az_outage", "scale_out_load"]
+    assert scenario["choices"] == [
+        "terminate",
+        "stop",
+        "crash_app",
+        "fail_health",
+        "cpu_stress",
+        "az_outage",
+        "scale_out_load",
+    ]
 
 
 def test_workflow_runs_deploy_then_verify_then_game_day() -> None:
@@ -195,8 +203,9 @@ def test_drifted_argument_spec_is_reported() -> None:
     specs["chaos_scenario"] = (owner, option | {"choices": [*option["choices"], "reboot"]})
     assert drift(_field("Game day", "chaos_scenario"), specs) == [
         "chaos_scenario (spec in playbooks/chaos.yml): survey choices "
-        "['terminate', 'stop', 'fail_health', 'cpu_stress', 'az_outage', 'scale_out_load'] != spec choices "
-        "['terminate', 'stop', 'fail_health', 'cpu_stress', 'az_outage', 'scale_out_load', 'reboot']"
+        "['terminate', 'stop', 'crash_app', 'fail_health', 'cpu_stress', 'az_outage', 'scale_out_load'] "
+        "!= spec choices "
+        "['terminate', 'stop', 'crash_app', 'fail_health', 'cpu_stress', 'az_outage', 'scale_out_load', 'reboot']"
     ]
 
 

@@ -4,6 +4,8 @@ GET /        -> JSON with the instance id, AZ and release that answered
 GET <health> -> 200 "ok", or 503 while the file <install_dir>/run/fail-health exists
                 (lets a game day fail the health check while the app keeps running)
 
+Its process id is in <install_dir>/run/web.pid, for a game day that crashes it.
+
 Instance identity comes from SELFHEAL_INSTANCE_ID / SELFHEAL_AZ when set (the sandbox
 sets them), else from the EC2 instance metadata service with an IMDSv2 token.
 """
@@ -40,6 +42,7 @@ IDENTITY = {
 }
 BODY = (json.dumps(IDENTITY) + "\n").encode()
 FAIL_HEALTH_FLAG = INSTALL_DIR / "run" / "fail-health"
+PID_FILE = INSTALL_DIR / "run" / "web.pid"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -69,6 +72,8 @@ def main() -> int:
     port = int(os.environ.get("SELFHEAL_PORT", CONFIG["port"]))
     server = ThreadingHTTPServer((address, port), Handler)
     server.daemon_threads = True
+    PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+    PID_FILE.write_text(f"{os.getpid()}\n")
     print(f"selfheal-web {CONFIG['version']} on {address}:{port} as {IDENTITY['instance_id']}", flush=True)
     server.serve_forever()
     return 0

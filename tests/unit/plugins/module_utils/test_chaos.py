@@ -93,7 +93,7 @@ def test_floor_refuses_a_fault_that_would_go_below_min_healthy():
     [
         (
             {"action": "explode"},
-            r"^action: 'explode' is not one of terminate, stop, reboot, fail_health, cpu_stress, az_outage",
+            r"^action: 'explode' is not one of terminate, stop, reboot, crash_app, fail_health, cpu_stress, az_outage",
         ),
         ({"action": "cpu_stress", "duration": 3600}, r"^duration: 3600 must be between 1 and 600"),
         ({"action": "stop", "min_healthy": -1}, r"^min_healthy: -1"),

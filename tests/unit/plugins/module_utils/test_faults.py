@@ -47,3 +47,19 @@ def test_cpu_stress_ends_by_itself_after_its_duration_and_cleans_up(tmp_path):
 def test_flag_paths_are_quoted_against_the_shell():
     commands = faults.fail_health_commands("/opt/self heal; rm -rf /")
     assert "'/opt/self heal; rm -rf /" in commands[0]
+
+
+def test_crash_app_kills_the_process_its_pid_file_names(tmp_path):
+    app = subprocess.Popen(["sleep", "60"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        run_dir = tmp_path / "opt/selfheal/run"
+        run_dir.mkdir(parents=True)
+        (run_dir / "web.pid").write_text(f"{app.pid}\n")
+        run_script(faults.crash_app_commands(INSTALL_DIR), tmp_path)
+        assert app.wait(timeout=10) == -9  # SIGKILL: no graceful shutdown
+        assert bystander.poll() is None  # nothing else is touched
+    finally:
+        for process in (app, bystander):
+            process.kill()
+            process.wait()

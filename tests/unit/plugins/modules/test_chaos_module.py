@@ -101,7 +101,7 @@ def test_unknown_action_names_the_field_and_the_allowed_values(aws, run_module):
     result = run_module(chaos.main, args(group, action="explode"))
     assert result["failed"] is True
     assert "action" in result["msg"]
-    assert "terminate, stop, reboot, fail_health, cpu_stress, az_outage" in result["msg"]
+    assert "terminate, stop, reboot, crash_app, fail_health, cpu_stress, az_outage" in result["msg"]
 
 
 def test_floor_refuses_a_fault_below_min_healthy(aws, run_module):
