@@ -251,7 +251,12 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.selfheal.aws.plugins.module_utils import load, report
 from ansible_collections.selfheal.aws.plugins.module_utils.chaos import ChaosError, fault_argument_spec
 from ansible_collections.selfheal.aws.plugins.module_utils.faults import execute, plan
-from ansible_collections.selfheal.aws.plugins.module_utils.recovery import SLOS, build_result, is_recovered
+from ansible_collections.selfheal.aws.plugins.module_utils.recovery import (
+    MEASURED,
+    SLOS,
+    build_result,
+    recovery_metrics,
+)
 from ansible_collections.selfheal.aws.plugins.module_utils.stack import resolve_target_groups, snapshot
 
 
@@ -288,18 +293,13 @@ class GameDay:
             return False
 
     async def sampler(self, client, stop):
-        baseline = None
         while not stop.is_set():
             taken = await asyncio.to_thread(self.sample, await self.probe(client))
             self.samples.append(taken)
-            if self.fault_time is None:
-                baseline = taken
-            elif baseline and self.recovered_at is None and taken["t"] > self.fault_time:
-                degraded_seen = any(
-                    not is_recovered(s, baseline["desired"]) for s in self.samples if s["t"] > self.fault_time
-                )
-                if degraded_seen and is_recovered(taken, baseline["desired"]):
-                    self.recovered_at = taken["t"]
+            # Recovered as the report will say it (after detection, not after a lost probe).
+            if self.recovered_at is None and self.fault_time is not None and taken["t"] > self.fault_time:
+                recover = recovery_metrics(self.samples, self.fault_time)["recover"]
+                self.recovered_at = taken["t"] if recover["status"] == MEASURED else None
             after = self.params["stop_after_recovery"]
             if after is not None and self.recovered_at is not None and time.time() - self.recovered_at >= after:
                 stop.set()

@@ -269,6 +269,40 @@ def test_terminate_instance_in_group_with_and_without_decrement(sbx: RunningSand
     assert "min size constraint" in refused.value.response["Error"]["Message"]
 
 
+def test_zone_added_back_rebalances_launching_before_terminating(sbx: RunningSandbox) -> None:
+    """AWS (BEN, AZ rebalancing): changing the group's zones makes it rebalance; it
+    "launches new instances before terminating the earlier ones", and the launch's cause
+    says it was "launched to aid in balancing the group's zones"."""
+    stack = Stack(sbx)
+    a, b, c = stack.subnets.values()
+    stack.asg.create_auto_scaling_group(
+        AutoScalingGroupName="web-asg",
+        LaunchTemplate={"LaunchTemplateName": "web"},
+        MinSize=1,
+        MaxSize=6,
+        DesiredCapacity=3,
+        VPCZoneIdentifier=f"{a},{b}",
+    )
+    before = {i["InstanceId"] for i in stack.wait_in_service(3)}
+    stack.asg.update_auto_scaling_group(
+        AutoScalingGroupName="web-asg", VPCZoneIdentifier=f"{a},{b},{c}"
+    )
+    zone_c = f"{REGION}c"
+    new = wait_for(
+        "a launch into the added zone",
+        lambda: [i for i in stack.instances() if i["AvailabilityZone"] == zone_c],
+    )
+    # launched first: the three earlier instances are all still in service
+    assert {i["InstanceId"] for i in stack.in_service()} >= before
+    assert len(new) == 1
+    live = stack.wait_in_service(3)
+    assert Counter(i["AvailabilityZone"] for i in live) == Counter(list(stack.subnets))
+    causes = [x["Cause"] for x in stack.activities()]
+    assert any(
+        "An instance was launched to aid in balancing the group's zones." in c for c in causes
+    )
+
+
 def test_notifications_published_for_launch_and_termination(sbx: RunningSandbox) -> None:
     """AWS (SNS notifications §2.5): a TEST_NOTIFICATION when the configuration is put,
     then autoscaling:EC2_INSTANCE_LAUNCH / _TERMINATE messages with the activity

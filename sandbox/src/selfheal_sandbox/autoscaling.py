@@ -94,6 +94,8 @@ class Member:
     respect_grace: bool = True
     health_replacement: bool = False
     scaled_out_by_policy: bool = False
+    # Launched by AZ rebalancing: not counted against desired until it is InService.
+    rebalancing: bool = False
 
 
 @dataclass
@@ -333,8 +335,13 @@ class AutoScaling:
                 topic, subject, message = self.outbox.popleft()
                 try:
                     with self.sandbox.lock:
-                        self.adapter.asg_publish(topic, subject, message)
-                    log.info("autoscaling notification %r published to %s", subject, topic)
+                        published = self.adapter.asg_publish(topic, subject, message)
+                    if published:
+                        log.info("autoscaling notification %r published to %s", subject, topic)
+                    else:
+                        # AWS keeps a group's notification configuration when its topic is
+                        # deleted; the notification is lost (e.g. during teardown).
+                        log.warning("notification %r lost: no topic %s", subject, topic)
                 except Exception:
                     log.exception("autoscaling notification to %s failed", topic)
 
@@ -352,6 +359,7 @@ class AutoScaling:
                 self._check_health(ref, view, now)
                 self._replace_unhealthy(ref, view, now)
                 self.converge(ref)
+                self._rebalance(ref, self.adapter.asg_view(ref))
                 self.policies.tick(ref, self.adapter.asg_view(ref), now)
             for instance_id in [i for i, m in self.members.items() if m.group_arn not in live]:
                 del self.members[instance_id]
@@ -501,7 +509,12 @@ class AutoScaling:
     def converge(self, ref: GroupRef, old_desired: int | None = None) -> None:
         """Launch or terminate until the Pending+InService count equals desired."""
         view = self.adapter.asg_view(ref)
-        counted = [i for i in view.instances if i.lifecycle in COUNTED]
+        counted = [
+            i
+            for i in view.instances
+            if i.lifecycle in COUNTED
+            and not (i.lifecycle == "Pending" and self._member(view, i).rebalancing)
+        ]
         delta = view.desired - len(counted)
         why = desired_reason.get()
         at = stamp(self.clock.utcnow())
@@ -545,6 +558,39 @@ class AutoScaling:
                     f"from {len(counted)} to {view.desired}.  At {at} instance {victim.id} was "
                     "selected for termination.",
                 )
+
+    def _rebalance(self, ref: GroupRef, view: AsgGroup) -> None:
+        """AWS BEN (AZ rebalancing): when the zones differ by more than one instance (e.g.
+        a zone was added back to the group), launch into the zone with the fewest first;
+        once it is InService the group is one over desired and converge terminates one in
+        the zone with the most (termination policy: AZ balance first)."""
+        if {"AZRebalance", "Launch", "Terminate"} & view.suspended or not view.zones:
+            return
+        if len(view.instances) != view.desired or any(
+            i.lifecycle != "InService" for i in view.instances
+        ):
+            return  # only a settled group rebalances
+        zones = sorted({az for _subnet, az in view.zones})
+        per_az = Counter(i.az for i in view.instances if i.az in zones)
+        per_az.update({az: 0 for az in zones})  # (Counter + Counter would drop the empty zones)
+        if max(per_az.values()) - min(per_az.values()) <= 1:
+            return
+        subnet, az = choose_zone(view.zones, view.instances, Counter())
+        instance_id = self.adapter.asg_launch(ref, subnet, az)
+        member = Member(view.arn, launched_aws=self.clock.now(), rebalancing=True)
+        self.members[instance_id] = member
+        inst = next(i for i in self.adapter.asg_view(ref).instances if i.id == instance_id)
+        counts = " ".join(str(per_az[z]) for z in zones)
+        member.launch_activity = self._activity(
+            view,
+            f"Launching a new EC2 instance: {instance_id}",
+            f"At {stamp(self.clock.utcnow())} availability zones {' '.join(zones)} had {counts} "
+            "instances respectively. An instance was launched to aid in balancing the group's "
+            "zones.",
+            inst,
+            progress=50,
+        )
+        log.info("autoscaling %s: rebalancing, launched %s in %s", view.name, instance_id, az)
 
     # ------------------------------------------------------------ adapter hooks
 

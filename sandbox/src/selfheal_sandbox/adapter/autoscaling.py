@@ -34,6 +34,7 @@ from moto.autoscaling.models import (
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.responses import ActionResult, EmptyResult
+from moto.sns.exceptions import TopicNotFound
 from moto.sns.models import sns_backends
 
 log = logging.getLogger(__name__)
@@ -365,9 +366,14 @@ class AutoScalingAdapter:
 
     # -- SNS
 
-    def asg_publish(self, topic_arn: str, subject: str, message: str) -> None:
+    def asg_publish(self, topic_arn: str, subject: str, message: str) -> bool:
+        """Publish a group notification; False when the topic no longer exists."""
         region = topic_arn.split(":")[3]
-        sns_backends[self.account_id][region].publish(message, arn=topic_arn, subject=subject)
+        try:
+            sns_backends[self.account_id][region].publish(message, arn=topic_arn, subject=subject)
+        except TopicNotFound:
+            return False
+        return True
 
     # ------------------------------------------------------------------ patches
 

@@ -1,5 +1,6 @@
 """selfheal.aws.game_day: bounded input, guards before load, a short real run with a report."""
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -89,3 +90,51 @@ def test_check_mode_selects_but_sends_nothing(aws, run_module, web_app):
     assert result["changed"] is False
     assert len(result["would_select"]) == 1
     assert set(running(aws, group["instances"]).values()) == {"running"}
+
+
+class ScriptedGameDay(game_day.GameDay):
+    """A game day whose stack samples come from a script: (healthy, unhealthy, probe_ok) per sample."""
+
+    def __init__(self, script):
+        super().__init__({"stop_after_recovery": 0, "sample_interval": 0}, aws=None, target_group_arns=None)
+        self.script = list(script)
+        self.clock = 100.0
+
+    async def probe(self, client):
+        return self.script[0][2]
+
+    def sample(self, probe_ok):
+        healthy, unhealthy, _ = self.script.pop(0)
+        self.clock += 1
+        if self.clock == 102:
+            self.fault_time = 101.5  # the fault lands between the 1st and the 2nd sample
+        taken = {"t": self.clock, "desired": 3, "in_service": 3, "healthy": healthy, "unhealthy": unhealthy}
+        return taken | {"instances": ["i-1", "i-2", "i-3"], "probe_ok": probe_ok}
+
+
+def run_scripted(script):
+    day = ScriptedGameDay(script)
+
+    async def until_stopped_or_script_done():
+        stop = asyncio.Event()
+        sampler = asyncio.ensure_future(day.sampler(None, stop))
+        while not stop.is_set() and day.script:
+            await asyncio.sleep(0)
+        stop.set()
+        await sampler
+
+    asyncio.run(until_stopped_or_script_done())
+    return day
+
+
+def test_a_lost_probe_before_detection_does_not_end_the_game_day():
+    # healthy before; a probe hits the crashed app before the ALB notices; then detection and recovery
+    day = run_scripted(
+        [(3, 0, True), (3, 0, False), (3, 0, True), (2, 1, True), (2, 0, True), (3, 0, True), (3, 0, True)]
+    )
+    assert day.recovered_at == 106  # not 104, the first sample after the lost probe
+
+
+def test_a_game_day_without_detection_never_counts_as_recovered():
+    day = run_scripted([(3, 0, True), (3, 0, False), (3, 0, True), (3, 0, True)])
+    assert day.recovered_at is None
