@@ -35,6 +35,22 @@ from ansible_collections.selfheal.aws.plugins.module_utils.stack import (
 # The ASG remembers the subnets an az_outage removed, so revert needs no input but the group.
 AZ_OUTAGE_TAG = "selfheal:az-outage"
 SSM_DOCUMENT = "AWS-RunShellScript"
+# An SSM fault prints the instance's clock just before it acts: the fault's time is when it
+# happened on the instance, not when SendCommand was called (SSM takes a second or more).
+APPLIED_AT_MARK = "selfheal-fault-applied-at"
+_MARK = f'echo "{APPLIED_AT_MARK} $(date +%s.%N)"'
+
+
+def applied_at(output):
+    """The epoch seconds an SSM fault printed with its mark; None when absent."""
+    for line in (output or "").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == APPLIED_AT_MARK:
+            try:
+                return float(words[1])
+            except ValueError:
+                return None
+    return None
 
 
 def _flag(install_dir, name):
@@ -45,7 +61,7 @@ def _flag(install_dir, name):
 
 def fail_health_commands(install_dir):
     # The web app answers 503 on its health path while this file exists.
-    return [f"mkdir -p {_flag(install_dir, '')} && touch {_flag(install_dir, 'fail-health')}"]
+    return [f"mkdir -p {_flag(install_dir, '')}", _MARK, f"touch {_flag(install_dir, 'fail-health')}"]
 
 
 def heal_health_commands(install_dir):
@@ -59,6 +75,7 @@ def crash_app_commands(install_dir):
     within a second; in the sandbox (SELFHEAL_ROOT set) the app's pid file names it.
     """
     return [
+        _MARK,
         'if [ -z "${SELFHEAL_ROOT:-}" ] && command -v systemctl >/dev/null 2>&1; then'
         " systemctl kill --signal=SIGKILL selfheal-web.service && systemctl stop selfheal-web.service;"
         f' else kill -KILL "$(cat {_flag(install_dir, "web.pid")})"; fi',
@@ -95,6 +112,7 @@ def run_shell(ssm, instance_ids, commands, wait_seconds=30, wait=True):
         aws_retry=True,
     )["Command"]
     statuses = {i: "Pending" for i in instance_ids}
+    outputs = {}
     deadline = time.monotonic() + wait_seconds
     while wait and any(s in ("Pending", "InProgress", "Delayed") for s in statuses.values()):
         if time.monotonic() > deadline:
@@ -103,6 +121,7 @@ def run_shell(ssm, instance_ids, commands, wait_seconds=30, wait=True):
             if statuses[instance_id] in ("Pending", "InProgress", "Delayed"):
                 invocation = _invocation(ssm, command["CommandId"], instance_id)
                 statuses[instance_id] = invocation.get("Status", "Pending") if invocation else "Pending"
+                outputs[instance_id] = (invocation or {}).get("StandardOutputContent", "")
         if any(s in ("Pending", "InProgress", "Delayed") for s in statuses.values()):
             time.sleep(0.5)
     failed = {i: s for i, s in statuses.items() if wait and s not in ("Success",)}
@@ -111,7 +130,7 @@ def run_shell(ssm, instance_ids, commands, wait_seconds=30, wait=True):
             f"SSM command {command['CommandId']} did not succeed on "
             + ", ".join(f"{i} ({s})" for i, s in sorted(failed.items()))
         )
-    return command["CommandId"], statuses
+    return command["CommandId"], statuses, outputs
 
 
 @AWSRetry.jittered_backoff(retries=5, catch_extra_error_codes=["InvocationDoesNotExist"])
@@ -123,6 +142,12 @@ def _done(action, instance, **detail):
     entry = {"action": action, "instance_id": instance["id"], "availability_zone": instance.get("az")}
     entry.update(detail)
     entry["at"] = stamp()
+    return entry
+
+
+def _done_ssm(action, instance, command_id, outputs):
+    entry = _done(action, instance, ssm_command_id=command_id)
+    entry["applied_at"] = applied_at(outputs.get(instance["id"]))
     return entry
 
 
@@ -150,14 +175,14 @@ def inject(clients, action, selected, group, params):
         ec2.reboot_instances(InstanceIds=ids, aws_retry=True)
         done += [_done(action, i) for i in selected]
     elif action == "fail_health":
-        command_id, _statuses = run_shell(ssm, ids, fail_health_commands(params["install_dir"]))
-        done += [_done(action, i, ssm_command_id=command_id) for i in selected]
+        command_id, _statuses, outputs = run_shell(ssm, ids, fail_health_commands(params["install_dir"]))
+        done += [_done_ssm(action, i, command_id, outputs) for i in selected]
     elif action == "crash_app":
-        command_id, _statuses = run_shell(ssm, ids, crash_app_commands(params["install_dir"]))
-        done += [_done(action, i, ssm_command_id=command_id) for i in selected]
+        command_id, _statuses, outputs = run_shell(ssm, ids, crash_app_commands(params["install_dir"]))
+        done += [_done_ssm(action, i, command_id, outputs) for i in selected]
     elif action == "cpu_stress":
         # Not waited for: it runs for its duration and ends by itself.
-        command_id, _statuses = run_shell(
+        command_id, _statuses, _outputs = run_shell(
             ssm, ids, cpu_stress_commands(params["install_dir"], params["duration"]), wait=False
         )
         done += [_done(action, i, ssm_command_id=command_id, duration=params["duration"]) for i in selected]
@@ -219,7 +244,7 @@ def revert(clients, action, group, stack, params, instance_ids=None):
             if action == "fail_health"
             else stop_stress_commands(params["install_dir"])
         )
-        command_id, _statuses = run_shell(ssm, targets, commands)
+        command_id, _statuses, _outputs = run_shell(ssm, targets, commands)
         done += [_done(f"revert_{action}", {"id": i}, ssm_command_id=command_id) for i in targets]
     if action == "az_outage":
         tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}

@@ -216,7 +216,10 @@ fault:
   returned: always
   type: dict
 fault_at:
-  description: When the fault was injected (the time measurements start from), C(utc) and C(epoch).
+  description:
+    - When the fault was injected (the time measurements start from), C(utc) and C(epoch).
+    - Just before the API call; for faults sent through SSM RunCommand, when the instance applied it
+      (the clock it printed), never earlier than the call.
   returned: always
   type: dict
 timeline:
@@ -319,6 +322,10 @@ class GameDay:
             self.params["duration"] - self.params["fault_after"] if fault_params.get("min_healthy") is not None else 0
         )
         outcome = await asyncio.to_thread(execute, self.aws, self.params["stack"], planned, fault_params, watch)
+        # An SSM fault says when the instance applied it: the measurements start there.
+        applied = [d["applied_at"] for d in outcome["done"] if d.get("applied_at")]
+        if applied:
+            self.fault_time = max(self.fault_time, min(applied))
         self.fault = dict(planned_fault, selected=planned["selected"], **outcome)
 
     async def run(self):

@@ -3,6 +3,8 @@
 import subprocess
 import time
 
+import pytest
+
 from ansible_collections.selfheal.aws.plugins.module_utils import faults
 
 INSTALL_DIR = "/opt/selfheal"
@@ -24,6 +26,25 @@ def test_fail_health_flags_the_app_under_the_instance_root_and_heal_removes_it(t
     assert flag.is_file()
     run_script(faults.heal_health_commands(INSTALL_DIR), tmp_path)
     assert not flag.exists()
+
+
+def test_fail_health_prints_when_the_instance_applied_it(tmp_path):
+    before = time.time()
+    script = subprocess.run(
+        ["sh", "-c", "\n".join(faults.fail_health_commands(INSTALL_DIR))],
+        env={"PATH": "/usr/bin:/bin", "SELFHEAL_ROOT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    applied = faults.applied_at(script.stdout)
+    assert before <= applied <= time.time()
+
+
+@pytest.mark.parametrize("output", ["", "hello\n", f"{faults.APPLIED_AT_MARK} soon\n", None])
+def test_no_applied_time_without_a_valid_mark(output):
+    assert faults.applied_at(output) is None
 
 
 def test_cpu_stress_stops_when_its_flag_is_removed(tmp_path):
