@@ -1,4 +1,4 @@
-"""`selfheal-sandbox up | down | status | serve`.
+"""`selfheal-sandbox up | down | status | mailbox | serve`.
 
 Defaults: state dir `.sandbox` in the working directory ($SELFHEAL_SANDBOX_STATE_DIR),
 port 4599 ($SELFHEAL_SANDBOX_PORT; 0 lets the OS pick), region us-east-1,
@@ -101,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show what runs (--json for tools)")
     add_state_dir(status)
     status.add_argument("--json", action="store_true", help="print JSON")
+    mailbox = sub.add_parser(
+        "mailbox", help="list the email SNS delivered, oldest first (--json for tools)"
+    )
+    add_state_dir(mailbox)
+    mailbox.add_argument(
+        "--confirm",
+        action="store_true",
+        help="first open the link of every pending subscription confirmation, "
+        "as its recipient would",
+    )
+    mailbox.add_argument("--json", action="store_true", help="print JSON")
     serve = sub.add_parser("serve", help="run the server in the foreground (what `up` starts)")
     add_server_options(serve, port_default)
     return parser
@@ -124,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return control.up(state, args.port, args.region, args.time_scale)
     if args.command == "down":
         return control.down(state)
+    if args.command == "mailbox":
+        from . import mailbox  # noqa: PLC0415
+
+        return mailbox.show(state, args.confirm, args.json)
     return control.show_status(state, args.json)
 
 
