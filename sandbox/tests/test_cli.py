@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import RunningSandbox, make_subnets, run_cli, sandbox_processes, start_sandbox
+from conftest import (
+    RunningSandbox,
+    launch,
+    make_subnets,
+    run_cli,
+    sandbox_processes,
+    start_sandbox,
+)
 
 from selfheal_sandbox.processes import ProcessRegistry, wait_gone
 
@@ -134,6 +141,65 @@ def test_status_lists_load_balancers_with_listeners(aws: RunningSandbox) -> None
     assert listener["url"] == f"http://{listener['address']}"
 
 
+def test_status_shows_target_health_groups_activities_and_alarms(aws: RunningSandbox) -> None:
+    """The status a person reads: each target with its DescribeTargetHealth state and
+    reason, each Auto Scaling group's desired/in service/min/max, its scaling
+    activities, each alarm with its state; `--json` carries the same under new keys."""
+    ec2, elbv2 = aws.client("ec2"), aws.client("elbv2")
+    subnets = make_subnets(ec2)
+    vpc = ec2.describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["VpcId"]
+    lb = elbv2.create_load_balancer(Name="web-alb", Subnets=subnets)["LoadBalancers"][0]
+    tg = elbv2.create_target_group(Name="web-tg", Protocol="HTTP", Port=8080, VpcId=vpc)
+    tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
+    )
+    instance = launch(ec2)
+    elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": instance, "Port": 8080}])
+    ec2.create_launch_template(
+        LaunchTemplateName="web", LaunchTemplateData={"ImageId": "ami-12c6146b"}
+    )
+    aws.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName="web-asg", LaunchTemplate={"LaunchTemplateName": "web"},
+        MinSize=1, MaxSize=3, DesiredCapacity=2, VPCZoneIdentifier=",".join(subnets),
+    )  # fmt: skip
+    aws.client("cloudwatch").put_metric_alarm(
+        AlarmName="web-cpu-high", Namespace="AWS/EC2", MetricName="CPUUtilization",
+        Statistic="Average", Period=60, EvaluationPeriods=1, Threshold=70.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )  # fmt: skip
+
+    status = aws.status()
+    [group] = [g for g in status["target_groups"] if g["arn"] == tg_arn]
+    [target] = group["targets"]
+    assert (group["name"], target["id"], target["port"]) == ("web-tg", instance, 8080)
+    assert target["state"] in ("initial", "healthy", "unhealthy")
+    [asg] = status["auto_scaling_groups"]
+    assert (asg["name"], asg["desired"], asg["min"], asg["max"]) == ("web-asg", 2, 1, 3)
+    assert [a["group"] for a in status["scaling_activities"]] == ["web-asg", "web-asg"]
+    [alarm] = status["alarms"]
+    assert (alarm["name"], alarm["state"]) == ("web-cpu-high", "INSUFFICIENT_DATA")
+    launched = {i["id"]: i for i in status["instances"]}[instance]
+    assert launched["availability_zone"].startswith("us-east-1")
+    assert status["notifications"] == []
+
+    result = run_cli("status", "--state-dir", str(aws.state_dir))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "\x1b[" not in text  # not a terminal: no colour codes
+    rows = {
+        line.split()[1]: line.split() for line in text.splitlines() if line.startswith("web-tg")
+    }
+    assert rows[f"{instance}:8080"][2] in ("initial", "healthy", "unhealthy")
+    assert re.search(r"^web-asg\s+2\s+\d\s+1\s+3\b", text, re.MULTILINE)
+    assert re.search(r"^web-cpu-high\s+INSUFFICIENT_DATA\b", text, re.MULTILINE)
+    assert re.search(r"^\d\d:\d\d:\d\d\s+web-asg\s+\w+\s+Launching", text, re.MULTILINE)
+    assert re.search(rf"^{instance}\s+us-east-1\w\s+running\b", text, re.MULTILINE)
+
+
 def test_status_when_not_running_says_so(tmp_path: Path) -> None:
     """status on a state dir without a server answers running=false, exit 0."""
     result = run_cli("status", "--json", "--state-dir", str(tmp_path))
@@ -142,6 +208,11 @@ def test_status_when_not_running_says_so(tmp_path: Path) -> None:
     assert status["running"] is False
     assert status["endpoint"] is None
     assert status["state_dir"] == str(tmp_path)
+    for key in ("target_groups", "auto_scaling_groups", "scaling_activities", "alarms"):
+        assert status[key] == []
+    text = run_cli("status", "--state-dir", str(tmp_path))
+    assert text.returncode == 0
+    assert text.stdout.startswith("sandbox not running")
 
 
 def test_down_when_nothing_runs_says_so(tmp_path: Path) -> None:

@@ -514,6 +514,46 @@ def test_request_metrics_reach_cloudwatch_per_load_balancer_and_target_group(
     assert total("HealthyHostCount", [tg_dim, lb_dim], "Maximum") == 1
 
 
+def test_unhealthy_host_count_maximum_shows_a_target_unhealthy_for_part_of_a_minute(
+    alb_sandbox: RunningSandbox, backends: Callable[[int], list[Backend]]
+) -> None:
+    """AWS (ALB CloudWatch metrics): UnHealthyHostCount per TargetGroup+LoadBalancer
+    comes from the health checks through the minute ("The most useful statistics are
+    Average, Minimum, and Maximum"): a target unhealthy for ~10 s of a minute gives
+    that minute Maximum >= 1 and Minimum 0, so an alarm on Maximum catches it."""
+    alb = make_alb(alb_sandbox)
+    [backend] = backends(1)
+    [target] = alb.register(backend)
+    alb.wait_states({target: "healthy"})
+    backend.health_status = 503
+    alb.wait_states({target: "unhealthy"})
+    backend.health_status = 200  # 2 passing checks (10 AWS s) and it is healthy again
+    alb.wait_states({target: "healthy"})
+
+    cloudwatch = alb_sandbox.client("cloudwatch")
+    dims = [
+        {"Name": "TargetGroup", "Value": alb.tg_arn.split(":")[-1]},
+        {"Name": "LoadBalancer", "Value": alb.lb_arn.split(":loadbalancer/")[1]},
+    ]
+
+    def spell() -> dict[str, float] | None:
+        points = cloudwatch.get_metric_statistics(
+            Namespace="AWS/ApplicationELB",
+            MetricName="UnHealthyHostCount",
+            Dimensions=dims,
+            StartTime=datetime.now(UTC) - timedelta(days=1),
+            EndTime=datetime.now(UTC) + timedelta(days=30),  # AWS time runs 10x ahead
+            Period=60,
+            Statistics=["Maximum", "Minimum", "Average"],
+        )["Datapoints"]
+        return next((p for p in points if p["Maximum"] >= 1), None)
+
+    # One AWS minute is 6 s of wall time here; the spell may straddle two minutes.
+    point = wait_for("a minute with UnHealthyHostCount Maximum >= 1", spell, 20)
+    assert point["Minimum"] == 0
+    assert 0 < point["Average"] < 1
+
+
 def test_instance_web_app_serves_through_the_alb_and_fails_its_check_on_demand(
     alb_sandbox: RunningSandbox,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfheal_sandbox.elb_metrics import host_count_metrics, request_metrics
+from selfheal_sandbox.elb_metrics import HostCount, host_count_metrics, request_metrics
 
 LB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web-alb/50dc6c495c0c9188"
 TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/73e2d6bc24d8a067"
@@ -72,8 +72,32 @@ def test_no_traffic_reports_no_request_metrics() -> None:
 
 def test_host_counts_are_per_target_group_and_load_balancer() -> None:
     """AWS: HealthyHostCount/UnHealthyHostCount with dimensions TargetGroup, LoadBalancer."""
-    data = host_count_metrics(TG, LB, healthy=2, unhealthy=1)
-    assert [(d["MetricName"], d["Value"], d["Dimensions"]) for d in data] == [
-        ("HealthyHostCount", 2, [TG_DIM, LB_DIM]),
-        ("UnHealthyHostCount", 1, [TG_DIM, LB_DIM]),
+    healthy = {"SampleCount": 12.0, "Sum": 24.0, "Minimum": 2.0, "Maximum": 2.0}
+    unhealthy = {"SampleCount": 12.0, "Sum": 2.0, "Minimum": 0.0, "Maximum": 1.0}
+    data = host_count_metrics(TG, LB, healthy, unhealthy)
+    assert [(d["MetricName"], d["StatisticValues"], d["Dimensions"]) for d in data] == [
+        ("HealthyHostCount", healthy, [TG_DIM, LB_DIM]),
+        ("UnHealthyHostCount", unhealthy, [TG_DIM, LB_DIM]),
     ]
+    assert all("Value" not in d and d["Unit"] == "Count" for d in data)
+
+
+def test_unhealthy_host_count_maximum_catches_a_spell_shorter_than_the_period() -> None:
+    """AWS (ALB CloudWatch metrics, UnHealthyHostCount): "The most useful statistics
+    are Average, Minimum, and Maximum"; the ALB reports the count from its health
+    checks through the minute, so a target unhealthy for 10 s of a minute gives
+    Maximum 1 and Minimum 0, the Average weighted by time."""
+    count = HostCount.starting(0, now=0.0)
+    count.set(1, now=20.0)  # unhealthy after its failed checks
+    count.set(1, now=25.0)  # unchanged: no new sample value
+    count.set(0, now=30.0)  # replaced, deregistered: no longer unhealthy
+    stats = count.close(now=60.0, samples=12)  # 5 s interval: 12 rounds a minute
+    assert (stats["Minimum"], stats["Maximum"], stats["SampleCount"]) == (0, 1, 12)
+    assert abs(stats["Sum"] / stats["SampleCount"] - 10 / 60) < 1e-9
+    # The next minute starts from the value held at its start.
+    assert count.close(now=120.0, samples=12) == {
+        "SampleCount": 12.0,
+        "Sum": 0.0,
+        "Minimum": 0,
+        "Maximum": 0,
+    }

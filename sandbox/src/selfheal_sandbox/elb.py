@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from .adapter.elbv2 import ADDRESS_TAG, LoadBalancerSpec, TargetGroupSpec, Verdict
-from .elb_metrics import host_count_metrics, request_metrics
+from .elb_metrics import HostCount, arn_suffix, host_count_metrics, request_metrics
 from .health_checks import REGISTRATION_IN_PROGRESS, is_loopback
 from .processes import stop_trees
 from .state import atomic_write
@@ -105,6 +105,10 @@ class Elb:
         self._balancers: list[LoadBalancerSpec] = []
         self._groups: list[TargetGroupSpec] = []
         self._metrics_base: tuple[int | None, dict[str, Any]] = (None, {})
+        # tg arn -> (healthy, unhealthy) since the last collect_metrics(), sampled
+        # after every sync (each new report): a short unhealthy spell still counts.
+        self._host_counts: dict[str, tuple[HostCount, HostCount]] = {}
+        self._host_counts_lock = threading.Lock()
         sandbox.adapter.install_elbv2_hooks(self)
 
     # ------------------------------------------------------------ behaviour
@@ -174,6 +178,30 @@ class Elb:
                 result.setdefault(target_id, DRAINING)
             return result
 
+    def target_groups_health(self) -> list[dict[str, Any]]:
+        """Every target group with each target's DescribeTargetHealth answer, for status."""
+        ports = {(g.arn, t.id): t.port for g in self._groups for t in g.targets}
+        return [
+            {
+                "name": arn_suffix(group.arn).split("/")[1],
+                "arn": group.arn,
+                "in_use": group.in_use,
+                "targets": [
+                    {
+                        "id": target_id,
+                        "port": ports.get((group.arn, target_id)),
+                        "state": state,
+                        "reason": reason,
+                        "description": description,
+                    }
+                    for target_id, (state, reason, description) in sorted(
+                        self.target_health(group.arn).items()
+                    )
+                ],
+            }
+            for group in self._groups
+        ]
+
     def listener_url(self, load_balancer_arn_or_dns_name: str) -> str | None:
         """http://127.0.0.1:PORT of the ALB's forwarding listener (else its first)."""
         lb = next(
@@ -196,7 +224,8 @@ class Elb:
 
         RequestCount counts the requests for which a target was chosen (a 503 for
         want of targets is not one); HealthyHostCount/UnHealthyHostCount are
-        reported every time (see elb_metrics.py for the other rules).
+        reported every time, summarising every count seen since the previous call
+        (see elb_metrics.py for the other rules).
         """
         report = self._refresh_report()
         pid, before = self._metrics_base
@@ -205,17 +234,48 @@ class Elb:
             before = {}  # a restarted data plane counts from zero
         self._metrics_base = (report.get("pid"), counters)
         data = request_metrics(counters, before)
-        for group in self._groups:
-            verdicts = self.target_health(group.arn).values()
-            healthy = sum(1 for v in verdicts if v[0] == "healthy")
-            unhealthy = sum(1 for v in verdicts if v[0] == "unhealthy")
-            for lb in self._balancers:
-                if any(
+        groups, balancers = self._groups, self._balancers
+        self._sample_host_counts(groups)
+        now = self.clock.now()
+        closed = {}
+        with self._host_counts_lock:
+            for group in groups:
+                if (pair := self._host_counts.get(group.arn)) is None:
+                    continue  # gone meanwhile
+                healthy, unhealthy = pair
+                # The rounds a target was checked in: the samples the ALB reported.
+                interval = float(group.health_check.get("interval_s") or 30.0)
+                rounds = max(1, round((now - healthy.start) / interval))
+                closed[group.arn] = (healthy.close(now, rounds), unhealthy.close(now, rounds))
+        for group in groups:
+            for lb in balancers:
+                if group.arn in closed and any(
                     group.arn in [arn for arn, _ in li.action.get("target_groups", [])]
                     for li in lb.listeners
                 ):
-                    data += host_count_metrics(group.arn, lb.arn, healthy, unhealthy)
+                    data += host_count_metrics(group.arn, lb.arn, *closed[group.arn])
         return data
+
+    def _sample_host_counts(self, groups: list[TargetGroupSpec]) -> None:
+        """Fold each target group's healthy/unhealthy count now into its period."""
+        now = self.clock.now()
+        counts = {}
+        for group in groups:
+            states = [v[0] for v in self.target_health(group.arn).values()]
+            counts[group.arn] = (states.count("healthy"), states.count("unhealthy"))
+        with self._host_counts_lock:
+            for arn in set(self._host_counts) - set(counts):
+                del self._host_counts[arn]
+            for arn, (healthy, unhealthy) in counts.items():
+                pair = self._host_counts.get(arn)
+                if pair is None:
+                    self._host_counts[arn] = (
+                        HostCount.starting(healthy, now),
+                        HostCount.starting(unhealthy, now),
+                    )
+                else:
+                    pair[0].set(healthy, now)
+                    pair[1].set(unhealthy, now)
 
     # ------------------------------------------------------------ moto hooks (ElbHooks)
 
@@ -284,6 +344,7 @@ class Elb:
                 break
             try:
                 self._sync()
+                self._sample_host_counts(self._groups)
                 self._watch_process()
             except Exception:
                 log.exception("ALB sync failed; trying again")

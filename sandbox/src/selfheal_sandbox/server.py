@@ -40,6 +40,7 @@ from .cloudwatch import CloudWatchAlarms
 from .ec2_runtime import Ec2Runtime
 from .elb import Elb
 from .instances import InstanceRoots
+from .mailbox import read_mailbox
 from .processes import ProcessRegistry, process_if_same
 from .sns import SnsDelivery
 from .state import BIND_HOST, RuntimeInfo, StateDir, clear_runtime, read_runtime, write_runtime
@@ -76,6 +77,8 @@ class Sandbox:
     # or process I/O), so a compound moto operation is never seen half done.
     lock: threading.RLock = field(default_factory=threading.RLock)
     clock: Clock = field(default_factory=Clock)
+    # For the status: when each instance was terminated (moto keeps no time).
+    terminations: status_doc.TerminationTimes | None = None
     # The behaviour of each AWS service next to moto, built by install() in this
     # order and started in it (stopped in reverse). Later ones may use earlier ones.
     behaviours: list[Behaviour] = field(default_factory=list)
@@ -124,6 +127,8 @@ class Sandbox:
         """Hooks are class-level and process-wide: install one Sandbox per process."""
         moto_gaps.install()
         self.adapter.subscribe(self.roots)
+        self.terminations = status_doc.TerminationTimes(self.clock.utcnow)
+        self.adapter.subscribe(self.terminations)
         self.adapter.install_hooks()
         patch_method(DomainDispatcherApplication, "__call__", self._wsgi_entry)
         self._build_behaviours()
@@ -144,16 +149,27 @@ class Sandbox:
         return __call__
 
     def status(self) -> dict[str, Any]:
+        mails, _ = read_mailbox(self.config.state)  # files: read outside the lock
         with self.lock:
             elb = next((b for b in self.behaviours if b.name == "elb"), None)
+            autoscaling = next((b for b in self.behaviours if b.name == "autoscaling"), None)
             doc = status_doc.collect(
                 self.info,
                 self.config.state,
                 self.adapter,
                 self.roots,
                 listener_address=elb.listener_address if elb else None,
+                terminated_at=self.terminations.at if self.terminations else None,
             )
             doc["behaviours"] = {b.name: b.status() for b in self.behaviours}
+            status_doc.add_views(
+                doc,
+                now=self.clock.utcnow(),
+                target_groups=elb.target_groups_health() if elb else [],
+                activities=autoscaling.scaling_activities(None, []) if autoscaling else [],
+                alarm_history=self.adapter.alarm_history(),
+                mails=mails,
+            )
             return doc
 
     def _sandbox_route(self, environ: dict[str, Any], start_response: Callable) -> Iterable:
