@@ -56,7 +56,7 @@ help:
 	@echo '                  run one game day (playbooks/chaos.yml, DEMO_SCENARIO=fail_health) into reports/'
 	@echo '                  (TIME_SCALE=N: sandbox N times faster than AWS, default 10; SANDBOX_UP_ARGS="...")'
 	@echo '  down            tear the stack down (playbooks/teardown.yml) and stop the sandbox'
-	@echo '  test            lint, units, sanity, sandbox-test, molecule (cheapest first), with timings'
+	@echo '  test            lint, units, sanity, sandbox-test, integration, molecule, molecule-chaos (cheapest first), with timings'
 	@echo '  lint            ruff check + ruff format --check, antsibull-changelog lint, ansible-lint'
 	@echo '  sanity          ansible-test sanity on a copy of the tree in $(AT_ROOT)'
 	@echo '  units           pytest tests/unit'
@@ -148,7 +148,7 @@ down: $(VENV_STAMP) dev-collections
 
 # --- checks -----------------------------------------------------------------------------
 
-TEST_STEPS := venv lint units sanity sandbox-test integration molecule
+TEST_STEPS := venv lint units sanity sandbox-test integration molecule molecule-chaos
 
 # Each step runs in its own make so that its time can be printed; the first failure stops.
 test:
