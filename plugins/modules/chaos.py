@@ -37,7 +37,7 @@ options:
       - V(stop) - stop the instances (reversible).
       - V(reboot) - reboot the instances.
       - V(crash_app) - kill the web app with SIGKILL through SSM RunCommand and keep it down (its systemd
-        unit is stopped on EC2), while the instance keeps running: the load balancer's health checks
+        unit is stopped on EC2), while the instance keeps running; the load balancer's health checks
         must find it and the Auto Scaling group replace the instance. Not reversible.
       - V(fail_health) - make the web app answer 503 on its health path while it keeps running, by
         creating C(<install_dir>/run/fail-health) through SSM RunCommand (reversible).

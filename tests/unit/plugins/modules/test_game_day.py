@@ -104,7 +104,7 @@ class ScriptedGameDay(game_day.GameDay):
         return self.script[0][2]
 
     def sample(self, probe_ok):
-        healthy, unhealthy, _ = self.script.pop(0)
+        healthy, unhealthy, _probe_ok = self.script.pop(0)
         self.clock += 1
         if self.clock == 102:
             self.fault_time = 101.5  # the fault lands between the 1st and the 2nd sample
