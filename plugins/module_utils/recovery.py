@@ -65,11 +65,14 @@ def is_degraded(sample, baseline_capacity):
     return sample["unhealthy"] > 0 or sample["healthy"] < baseline_capacity or sample["in_service"] < sample["desired"]
 
 
-def is_recovered(sample, baseline_capacity):
-    """Healthy capacity is back to desired (at least the baseline) and the probes succeed."""
-    target = max(sample["desired"], baseline_capacity)
+def is_recovered(sample):
+    """Healthy capacity is back to desired and the probes succeed.
+
+    Desired as it is then: a scaling policy may change it during the game day (an idle
+    stack's scale-in alarm, a scale-out under load), and the group heals toward it.
+    """
     return (
-        sample["healthy"] >= target
+        sample["healthy"] >= sample["desired"]
         and sample["in_service"] >= sample["desired"]
         and sample["unhealthy"] == 0
         and sample.get("probe_ok", True)
@@ -108,7 +111,7 @@ def recovery_metrics(samples, fault_time, baseline=None, time_scale=1.0, end_tim
     scaled = next((s["t"] for s in after if s["desired"] > capacity), None)
     recovered = None
     if detected is not None:
-        recovered = next((s["t"] for s in after if s["t"] >= detected and is_recovered(s, capacity)), None)
+        recovered = next((s["t"] for s in after if s["t"] >= detected and is_recovered(s)), None)
 
     return {
         "detect": _metric(fault_time, detected, time_scale, waited),

@@ -163,3 +163,16 @@ def test_build_result_reports_floor_ratio_and_verdict():
     assert result["passed"] is False  # TTR 40 > 30
     assert result["fault_at"]["utc"].startswith("1970-01-01T00:01:40")
     assert len(result["timeline"]["per_second"]) == 60
+
+
+def test_recovery_follows_desired_when_a_policy_scales_in_during_the_game_day():
+    # the idle stack's scale-in alarm lowers desired from 3 to 2 while the group heals
+    samples = [
+        sample(0, 3),
+        sample(12, 2, in_service=2),
+        sample(16, 1, in_service=1, desired=2),
+        sample(20, 2, in_service=2, desired=2),
+    ]
+    metrics = recovery.recovery_metrics(samples, fault_time=10)
+    assert metrics["recover"]["status"] == "measured"
+    assert metrics["recover"]["seconds"] == 10
