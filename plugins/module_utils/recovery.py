@@ -79,47 +79,62 @@ def is_recovered(sample):
     )
 
 
+class RecoveryWatch:
+    """Detection, replacement, scale-out and recovery, followed one sample at a time.
+
+    Samples come in time order. baseline is the last sample before the fault (the
+    first one after it when there is none, or given): its desired capacity is the
+    capacity to get back to, its instances are the ones a replacement is not. The game
+    day asks after every sample whether the stack has recovered; this answers without
+    going over the samples again.
+    """
+
+    def __init__(self, fault_time, baseline=None):
+        self.fault_time = fault_time
+        self.baseline = baseline
+        self._fixed_baseline = baseline is not None
+        self.detected = None
+        self.replaced = None
+        self.scaled = None
+        self.recovered = None
+
+    def add(self, sample):
+        t = sample["t"]
+        if t <= self.fault_time and not self._fixed_baseline:
+            self.baseline = sample
+        if t < self.fault_time:
+            return
+        if self.baseline is None:
+            self.baseline = sample
+        capacity = self.baseline["desired"]
+        if self.detected is None and is_degraded(sample, capacity):
+            self.detected = t
+        if self.replaced is None and set(sample.get("instances", [])) - set(self.baseline.get("instances", [])):
+            self.replaced = t
+        if self.scaled is None and sample["desired"] > capacity:
+            self.scaled = t
+        if self.recovered is None and self.detected is not None and is_recovered(sample):
+            self.recovered = t
+
+
 def recovery_metrics(samples, fault_time, baseline=None, time_scale=1.0, end_time=None):
     """Time to detect, to replacement launched and to recover, measured from fault_time.
 
-    baseline is the last sample before the fault (found in samples when omitted): its
-    desired capacity is the capacity to get back to, its instances are the ones a
-    replacement is not. end_time is when measuring stopped: what a timeout waited for.
+    baseline as in RecoveryWatch. end_time is when measuring stopped: what a timeout
+    waited for (the last sample after the fault when omitted).
     """
     ordered = sorted(samples, key=lambda s: s["t"])
-    if baseline is None:
-        before = [s for s in ordered if s["t"] <= fault_time]
-        baseline = before[-1] if before else (ordered[0] if ordered else None)
-    after = [s for s in ordered if s["t"] >= fault_time]
+    watch = RecoveryWatch(fault_time, baseline)
+    for sample in ordered:
+        watch.add(sample)
     if end_time is None:
-        end_time = after[-1]["t"] if after else fault_time
+        end_time = ordered[-1]["t"] if ordered and ordered[-1]["t"] >= fault_time else fault_time
     waited = round(end_time - fault_time, 3)
-    if baseline is None:
-        nothing = {"status": TIMEOUT, "seconds": None, "aws_seconds": None, "waited": waited}
-        return {
-            "detect": dict(nothing),
-            "replacement": dict(nothing),
-            "recover": dict(nothing),
-            "scale_out": dict(nothing),
-        }
-
-    capacity = baseline["desired"]
-    known = set(baseline.get("instances", []))
-
-    detected = next((s["t"] for s in after if is_degraded(s, capacity)), None)
-    replaced = next((s["t"] for s in after if set(s.get("instances", [])) - known), None)
-    scaled = next((s["t"] for s in after if s["desired"] > capacity), None)
-    recovered = None
-    if detected is not None:
-        recovered = next((s["t"] for s in after if s["t"] >= detected and is_recovered(s)), None)
-
     return {
-        "detect": _metric(fault_time, detected, time_scale, waited),
-        "replacement": _metric(fault_time, replaced, time_scale, waited),
-        "recover": _metric(fault_time, recovered, time_scale, waited)
-        if detected is not None
-        else _metric(fault_time, None, time_scale, waited),
-        "scale_out": _metric(fault_time, scaled, time_scale, waited),
+        "detect": _metric(fault_time, watch.detected, time_scale, waited),
+        "replacement": _metric(fault_time, watch.replaced, time_scale, waited),
+        "recover": _metric(fault_time, watch.recovered, time_scale, waited),
+        "scale_out": _metric(fault_time, watch.scaled, time_scale, waited),
     }
 
 

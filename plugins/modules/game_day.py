@@ -254,12 +254,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.selfheal.aws.plugins.module_utils import load, report
 from ansible_collections.selfheal.aws.plugins.module_utils.chaos import ChaosError, fault_argument_spec
 from ansible_collections.selfheal.aws.plugins.module_utils.faults import execute, plan
-from ansible_collections.selfheal.aws.plugins.module_utils.recovery import (
-    MEASURED,
-    SLOS,
-    build_result,
-    recovery_metrics,
-)
+from ansible_collections.selfheal.aws.plugins.module_utils.recovery import SLOS, RecoveryWatch, build_result
 from ansible_collections.selfheal.aws.plugins.module_utils.stack import resolve_target_groups, snapshot
 
 
@@ -274,6 +269,7 @@ class GameDay:
         self.requests = []
         self.fault_time = None
         self.fault = None
+        self.watch = None
         self.recovered_at = None
 
     def sample(self, probe_ok):
@@ -288,6 +284,19 @@ class GameDay:
         taken["probe_ok"] = probe_ok
         return taken
 
+    def follow_recovery(self, taken):
+        """Recovered as the report will say it (after detection, not after a lost probe)."""
+        if self.fault_time is None:
+            return
+        if self.watch is None or self.watch.fault_time != self.fault_time:
+            # The fault's time is set, or moved to when an instance applied it: start over.
+            self.watch = RecoveryWatch(self.fault_time)
+            for earlier in self.samples:
+                self.watch.add(earlier)
+        else:
+            self.watch.add(taken)
+        self.recovered_at = self.watch.recovered
+
     async def probe(self, client):
         try:
             response = await client.get(self.params["url"])
@@ -299,10 +308,7 @@ class GameDay:
         while not stop.is_set():
             taken = await asyncio.to_thread(self.sample, await self.probe(client))
             self.samples.append(taken)
-            # Recovered as the report will say it (after detection, not after a lost probe).
-            if self.recovered_at is None and self.fault_time is not None and taken["t"] > self.fault_time:
-                recover = recovery_metrics(self.samples, self.fault_time)["recover"]
-                self.recovered_at = taken["t"] if recover["status"] == MEASURED else None
+            self.follow_recovery(taken)
             after = self.params["stop_after_recovery"]
             if after is not None and self.recovered_at is not None and time.time() - self.recovered_at >= after:
                 stop.set()

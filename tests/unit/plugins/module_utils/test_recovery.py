@@ -176,3 +176,20 @@ def test_recovery_follows_desired_when_a_policy_scales_in_during_the_game_day():
     metrics = recovery.recovery_metrics(samples, fault_time=10)
     assert metrics["recover"]["status"] == "measured"
     assert metrics["recover"]["seconds"] == 10
+
+
+STUCK = [*HEALING[:4], sample(130, 2, unhealthy=1), sample(160, 2, unhealthy=1)]
+SCALING = [sample(0, 3), sample(5, 3, desired=4), sample(9, 3, in_service=4, desired=4), sample(12, 4, desired=4)]
+
+
+@pytest.mark.parametrize(
+    ("samples", "fault_time"), [(HEALING, 100.0), (HEALING, 107.0), (STUCK, 100.0), (SCALING, 0.0)]
+)
+def test_watch_one_sample_at_a_time_agrees_with_the_whole_run_at_every_step(samples, fault_time):
+    watch = recovery.RecoveryWatch(fault_time)
+    for count, taken in enumerate(samples, start=1):
+        watch.add(taken)
+        metrics = recovery.recovery_metrics(samples[:count], fault_time)
+        for name, seen in (("detect", watch.detected), ("replacement", watch.replaced), ("recover", watch.recovered)):
+            assert metrics[name].get("at") == seen, (name, count)
+        assert metrics["scale_out"].get("at") == watch.scaled

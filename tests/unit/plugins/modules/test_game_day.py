@@ -138,3 +138,17 @@ def test_a_lost_probe_before_detection_does_not_end_the_game_day():
 def test_a_game_day_without_detection_never_counts_as_recovered():
     day = run_scripted([(3, 0, True), (3, 0, False), (3, 0, True), (3, 0, True)])
     assert day.recovered_at is None
+
+
+def test_a_fault_time_moved_later_measures_recovery_from_the_new_time():
+    # an SSM fault applied later than the API call: the degraded sample before it is the baseline's past
+    day = ScriptedGameDay([(2, 1, True), (2, 1, True), (3, 0, True), (2, 1, True), (3, 0, True)])
+    for _index in range(3):
+        day.samples.append(day.sample(True))
+        day.follow_recovery(day.samples[-1])
+    assert day.recovered_at == 103
+    day.fault_time = 103.5
+    for _index in range(2):
+        day.samples.append(day.sample(True))
+        day.follow_recovery(day.samples[-1])
+    assert day.recovered_at == 105
