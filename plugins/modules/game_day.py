@@ -272,8 +272,8 @@ class GameDay:
         self.watch = None
         self.recovered_at = None
 
-    def sample(self, probe_ok):
-        taken = snapshot(
+    def sample(self):
+        return snapshot(
             self.aws["autoscaling"],
             self.aws["elbv2"],
             self.params["autoscaling_group_name"],
@@ -281,8 +281,6 @@ class GameDay:
             cloudwatch=self.aws["cloudwatch"] if self.params["alarm_name_prefix"] else None,
             alarm_prefix=self.params["alarm_name_prefix"],
         )
-        taken["probe_ok"] = probe_ok
-        return taken
 
     def follow_recovery(self, taken):
         """Recovered as the report will say it (after detection, not after a lost probe)."""
@@ -305,15 +303,19 @@ class GameDay:
             return False
 
     async def sampler(self, client, stop):
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
-            taken = await asyncio.to_thread(self.sample, await self.probe(client))
+            # One sample per interval, however long one takes; probe and API calls side by side.
+            due = loop.time() + self.params["sample_interval"]
+            probe_ok, taken = await asyncio.gather(self.probe(client), asyncio.to_thread(self.sample))
+            taken["probe_ok"] = probe_ok
             self.samples.append(taken)
             self.follow_recovery(taken)
             after = self.params["stop_after_recovery"]
             if after is not None and self.recovered_at is not None and time.time() - self.recovered_at >= after:
                 stop.set()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.params["sample_interval"])
+                await asyncio.wait_for(stop.wait(), max(due - loop.time(), 0))
 
     async def injector(self, planned_fault):
         await asyncio.sleep(self.params["fault_after"])
@@ -356,7 +358,8 @@ class GameDay:
                         task.cancel()
                 await asyncio.gather(sampler, loader, *([injector] if injector else []), return_exceptions=True)
             # one last sample after the load: the state the run ended in
-            self.samples.append(await asyncio.to_thread(self.sample, await self.probe(client)))
+            last = await asyncio.to_thread(self.sample)
+            self.samples.append(dict(last, probe_ok=await self.probe(client)))
 
 
 def check_input(params):

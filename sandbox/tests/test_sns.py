@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import RunningSandbox
+from ec2_helpers import wait_for
 
 from selfheal_sandbox.adapter import MotoAdapter
 from selfheal_sandbox.adapter.sns import Delivery
@@ -112,7 +113,7 @@ def test_http_subscription_is_pending_until_confirmed_and_gets_only_the_confirma
 
 
 def test_confirmed_http_endpoint_gets_the_aws_notification_format(
-    sns: Any, receiver: Receiver
+    aws: RunningSandbox, sns: Any, receiver: Receiver
 ) -> None:
     """AWS "HTTP/HTTPS notification JSON format": headers x-amz-sns-message-type,
     -message-id, -topic-arn, -subscription-arn; body Type, MessageId, TopicArn,
@@ -137,6 +138,14 @@ def test_confirmed_http_endpoint_gets_the_aws_notification_format(
     assert headers["x-amz-sns-message-type"] == "Notification"
     assert headers["x-amz-sns-subscription-arn"] == sub
     assert headers["content-type"] == "text/plain; charset=UTF-8"
+    # and `selfheal-sandbox status` lists it next to the mailbox's deliveries
+    # (counted once the endpoint's answer is in, just after the receiver saw the POST)
+    [shown] = wait_for(
+        "the delivery in status",
+        lambda: [n for n in aws.status()["notifications"] if n["endpoint"] == receiver.url],
+    )
+    assert (shown["protocol"], shown["subject"]) == ("http", "greeting")
+    assert shown["timestamp"] == body["Timestamp"]
 
 
 def test_bad_confirmation_token_is_rejected(sns: Any, receiver: Receiver) -> None:

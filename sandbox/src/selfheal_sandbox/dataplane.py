@@ -366,6 +366,7 @@ class DataPlane:
             result = await probe(target.host, port, settings, timeout)
             if target.health.record(result, settings):
                 target.tg.recompute()
+                self._report()  # now, not at the next tick: DescribeTargetHealth reads it
             due = max(due, loop.time())
 
     # -- report

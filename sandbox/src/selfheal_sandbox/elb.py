@@ -158,6 +158,7 @@ class Elb:
 
     def target_health(self, target_group_arn: str) -> dict[str, tuple[str, str | None, str | None]]:
         """instance id -> (state, reason, description), as DescribeTargetHealth says."""
+        self._refresh_report()  # the data plane's latest verdicts, not the last sync's
         with self.sandbox.lock:
             group = next((g for g in self._groups if g.arn == target_group_arn), None)
             result: dict[str, Verdict] = {}

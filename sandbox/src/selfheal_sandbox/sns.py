@@ -35,6 +35,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ REQUEST_TIMEOUT_AWS_S = 15.0
 # A local endpoint is always given this much wall time, whatever the time scale.
 MIN_WALL_TIMEOUT_S = 1.0
 USER_AGENT = "Amazon Simple Notification Service Agent"
+RECENT_HTTP_KEPT = 50
 
 
 @dataclass
@@ -98,6 +100,8 @@ class SnsDelivery:
         self._counts_lock = threading.Lock()
         self.delivered = 0
         self.failed = 0
+        # The latest notifications delivered over http(s), for `status` (email has the mailbox).
+        self.recent_http: deque[dict[str, Any]] = deque(maxlen=RECENT_HTTP_KEPT)
         self.retried = 0
         sandbox.adapter.install_sns_hooks(
             now=sandbox.clock.utcnow,
@@ -132,6 +136,8 @@ class SnsDelivery:
         ]
         with self._cv:
             queued = len(self._heap)
+        with self._counts_lock:
+            recent_http = list(self.recent_http)
         return {
             "subscriptions": subscriptions,
             "delivered": self.delivered,
@@ -139,6 +145,7 @@ class SnsDelivery:
             "retries": self.retried,
             "queued": queued,
             "mailbox": str(self.mailbox),
+            "recent_http_notifications": recent_http,
         }
 
     # -- queue (enqueue runs inside API requests, under the sandbox lock: only queue)
@@ -175,6 +182,17 @@ class SnsDelivery:
             error = f"sandbox error: {e}"
         if error is None:
             self._count("delivered")
+            if d.kind == "Notification" and d.protocol in ("http", "https"):
+                with self._counts_lock:
+                    self.recent_http.append(
+                        {
+                            "timestamp": _iso(d),
+                            "protocol": d.protocol,
+                            "endpoint": d.endpoint,
+                            "subject": d.subject,
+                            "topic_arn": d.topic_arn,
+                        }
+                    )
             return
         retryable = not error.startswith("not contacted")
         if retryable and job.attempt < RETRIES:

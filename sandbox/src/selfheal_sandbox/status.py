@@ -218,17 +218,15 @@ def add_views(
         {**a, "state_changed_at": _iso(changed.get(a["name"]))}
         for a in behaviours.get("cloudwatch", {}).get("alarms", [])
     ]
-    doc["notifications"] = [
-        {
-            "timestamp": m.timestamp,
-            "endpoint": m.address,
-            "type": m.type,
-            "subject": m.subject,
-            "topic_arn": m.topic_arn,
-        }
-        for m in reversed(list(mails))
+    delivered = [
+        {"timestamp": m.timestamp, "protocol": "email", "endpoint": m.address, "subject": m.subject,
+         "topic_arn": m.topic_arn}
+        for m in mails
         if m.type == "Notification"
-    ][:RECENT_KEPT]
+    ] + behaviours.get("sns", {}).get("recent_http_notifications", [])  # fmt: skip
+    # ISO 8601 UTC with milliseconds sorts as time does.
+    delivered.sort(key=lambda n: n["timestamp"], reverse=True)
+    doc["notifications"] = delivered[:RECENT_KEPT]
 
 
 def _scale(value: float | None) -> str:
@@ -368,9 +366,9 @@ def _sections(status: dict[str, Any]) -> Iterable[Any]:
         )  # fmt: skip
     yield alarms
 
-    notes = _table(f"last {RECENT_ROWS} notifications delivered by email", "time", "to", "subject")
+    notes = _table(f"last {RECENT_ROWS} notifications delivered", "time", "by", "to", "subject")
     for n in status.get("notifications", [])[:RECENT_ROWS]:
-        _add(notes, _clock(n["timestamp"]), n["endpoint"], n["subject"])
+        _add(notes, _clock(n["timestamp"]), n["protocol"], n["endpoint"], n["subject"] or "-")
     yield notes
 
 

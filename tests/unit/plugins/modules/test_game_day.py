@@ -98,18 +98,22 @@ class ScriptedGameDay(game_day.GameDay):
     def __init__(self, script):
         super().__init__({"stop_after_recovery": 0, "sample_interval": 0}, aws=None, target_group_arns=None)
         self.script = list(script)
-        self.clock = 100.0
+
+    # probe and sample run side by side: both read the script line of the sample being taken
+    # (past the end, the last line again: the sampler may take one more before it stops)
+    def line(self):
+        return self.script[min(len(self.samples), len(self.script) - 1)]
 
     async def probe(self, client):
-        return self.script[0][2]
+        return self.line()[2]
 
-    def sample(self, probe_ok):
-        healthy, unhealthy, _probe_ok = self.script.pop(0)
-        self.clock += 1
-        if self.clock == 102:
+    def sample(self):
+        healthy, unhealthy, _probe_ok = self.line()
+        clock = 101.0 + len(self.samples)
+        if clock == 102:
             self.fault_time = 101.5  # the fault lands between the 1st and the 2nd sample
-        taken = {"t": self.clock, "desired": 3, "in_service": 3, "healthy": healthy, "unhealthy": unhealthy}
-        return taken | {"instances": ["i-1", "i-2", "i-3"], "probe_ok": probe_ok}
+        taken = {"t": clock, "desired": 3, "in_service": 3, "healthy": healthy, "unhealthy": unhealthy}
+        return taken | {"instances": ["i-1", "i-2", "i-3"]}
 
 
 def run_scripted(script):
@@ -118,7 +122,7 @@ def run_scripted(script):
     async def until_stopped_or_script_done():
         stop = asyncio.Event()
         sampler = asyncio.ensure_future(day.sampler(None, stop))
-        while not stop.is_set() and day.script:
+        while not stop.is_set() and len(day.samples) < len(day.script):
             await asyncio.sleep(0)
         stop.set()
         await sampler
@@ -144,11 +148,11 @@ def test_a_fault_time_moved_later_measures_recovery_from_the_new_time():
     # an SSM fault applied later than the API call: the degraded sample before it is the baseline's past
     day = ScriptedGameDay([(2, 1, True), (2, 1, True), (3, 0, True), (2, 1, True), (3, 0, True)])
     for _index in range(3):
-        day.samples.append(day.sample(True))
+        day.samples.append(day.sample())
         day.follow_recovery(day.samples[-1])
     assert day.recovered_at == 103
     day.fault_time = 103.5
     for _index in range(2):
-        day.samples.append(day.sample(True))
+        day.samples.append(day.sample())
         day.follow_recovery(day.samples[-1])
     assert day.recovered_at == 105
