@@ -182,6 +182,8 @@ class Elb:
     def target_groups_health(self) -> list[dict[str, Any]]:
         """Every target group with each target's DescribeTargetHealth answer, for status."""
         ports = {(g.arn, t.id): t.port for g in self._groups for t in g.targets}
+        for (arn, target_id), (port, _until) in list(self._draining.items()):
+            ports.setdefault((arn, target_id), port)  # deregistered, still draining
         return [
             {
                 "name": arn_suffix(group.arn).split("/")[1],
