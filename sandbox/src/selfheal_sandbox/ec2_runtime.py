@@ -27,20 +27,21 @@ The choices this module makes where the sandbox cannot be EC2:
   found executable in the root instead (the webapp role's start script).
 * **Environment.** SELFHEAL_ROOT (the root folder: "/" of the instance),
   SELFHEAL_INSTANCE_ID, SELFHEAL_AZ, SELFHEAL_BIND_ADDRESS (the loopback address),
-  SELFHEAL_PRIVATE_IP, SELFHEAL_INSTANCE_TYPE, SELFHEAL_REGION, on top of the
-  server's environment without its AWS_* and SELFHEAL_* variables.
+  SELFHEAL_PRIVATE_IP, SELFHEAL_INSTANCE_TYPE, SELFHEAL_REGION, and OMP_NUM_THREADS
+  (the type's vCPUs, which GNU nproc reports), on top of the server's environment
+  without its AWS_* and SELFHEAL_* variables.
 * **Stop/terminate/reboot** end every process of the instance (SIGTERM, SIGKILL
   after processes.DEFAULT_STOP_TIMEOUT s). An app that exits on its own leaves the
   instance `running`: EC2 does not watch applications; health checks do.
-* **CPU.** `collect_metrics()` measures the CPU time of every process of the
-  instance (boot script, app, Run Command scripts) since the previous call, as a
-  percentage of the instance type's vCPUs.
+* **CPU.** `collect_metrics()` measures the CPU time every process of the
+  instance (boot script, app, Run Command scripts) ran or waited to run since the
+  previous call, as a percentage of the instance type's vCPUs (CpuMeter: the host's
+  cores are shared, an instance's vCPUs on EC2 are not).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import threading
 from pathlib import Path
@@ -52,7 +53,6 @@ from .instance_runtime import (
     CpuMeter,
     InstanceRuntime,
     boot_argv,
-    cpu_capacity,
     environment,
     loopback_for,
 )
@@ -82,8 +82,6 @@ class Ec2Runtime:
         # other way round, and never across a wait on a process.
         self._mu = threading.Lock()
         self._runtimes: dict[str, InstanceRuntime] = {}
-        # CPU percentages are of min(vCPUs, fair share of these): see cpu_capacity.
-        self.host_cpus = os.cpu_count() or 1
         self._closing = threading.Event()
         self.ssm = SsmRunCommand(sandbox, self)
         self._watch = Periodic(
@@ -135,8 +133,7 @@ class Ec2Runtime:
         for rt in runtimes:
             procs = [p for group in groups[rt.id] for p in members.get(group, [])]
             with self._mu:
-                capacity = cpu_capacity(rt.vcpus, len(runtimes), self.host_cpus)
-                percent = rt.metrics_meter.read(procs, capacity)
+                percent = rt.metrics_meter.read(procs, rt.vcpus)
             data.append(
                 {
                     "MetricName": "CPUUtilization",
@@ -176,12 +173,10 @@ class Ec2Runtime:
             groups = {rt.id: rt.groups() for rt in self._runtimes.values()}
         members = group_members(set().union(*groups.values()) if groups else set())
         with self._mu:
-            running = sum(1 for rt in self._runtimes.values() if rt.running)
             cpu = {
                 rt.id: round(
                     rt.status_meter.read(
-                        [p for g in groups.get(rt.id, ()) for p in members.get(g, [])],
-                        cpu_capacity(rt.vcpus, running, self.host_cpus),
+                        [p for g in groups.get(rt.id, ()) for p in members.get(g, [])], rt.vcpus
                     ),
                     2,
                 )

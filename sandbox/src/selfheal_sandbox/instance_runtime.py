@@ -31,14 +31,6 @@ VCPUS = {
 DEFAULT_VCPUS = 2
 
 
-def cpu_capacity(vcpus: int, running_instances: int, host_cpus: int) -> float:
-    """CPUs an instance can really use here: its vCPUs, or its fair share of the host's
-    cores when the running instances have more vCPUs together than the host has (three
-    t3.micro on 2 cores). A busy instance then reads ~100 %, as a busy instance on EC2
-    does; without this, busy instances here could never reach a 70 % CPU alarm."""
-    return min(float(vcpus), host_cpus / max(running_instances, 1))
-
-
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _HOST_ADDRESSES = (ipaddress.IPv4Address("127.0.0.0"), ipaddress.IPv4Address("127.0.0.1"))
 _FALLBACK = ipaddress.ip_network("127.255.0.0/16")
@@ -60,22 +52,47 @@ def loopback_for(private_ip: str | None, taken: set[str]) -> str:
     raise RuntimeError("no free loopback address left in 127.255.0.0/16")
 
 
+def cpu_demand(proc: psutil.Process) -> dict[tuple[int, float, int], float]:
+    """CPU seconds each thread of the process ran or waited to run (Linux schedstat:
+    sum_exec_runtime + run_delay). What a thread waited for is CPU it wanted: on EC2
+    its instance would have had it. Without schedstat (not Linux), the time it ran."""
+    key = (proc.pid, proc.create_time())
+    task_dir = f"/proc/{proc.pid}/task"
+    try:
+        tids = os.listdir(task_dir)
+    except FileNotFoundError:
+        times = proc.cpu_times()
+        return {(*key, proc.pid): times.user + times.system}
+    demand = {}
+    for tid in tids:
+        with contextlib.suppress(OSError, ValueError):
+            with open(f"{task_dir}/{tid}/schedstat") as fh:
+                ran_ns, waited_ns = map(int, fh.read().split()[:2])
+            demand[(*key, int(tid))] = (ran_ns + waited_ns) / 1e9
+    return demand
+
+
 @dataclass
 class CpuMeter:
-    """CPU used by a set of processes between two readings, in % of the vCPUs."""
+    """CPU an instance's processes used between two readings, in % of its vCPUs.
 
-    seen: dict[tuple[int, float], float] = field(default_factory=dict)
+    AWS: CPUUtilization is the share of the instance's vCPUs in use. Here instances
+    share the host's cores with each other and with the sandbox itself, so a thread
+    counts the time it ran plus the time it waited for a core (cpu_demand): a busy
+    loop on each vCPU reads 100 % however crowded the host, an idle instance stays idle.
+    """
+
+    seen: dict[tuple[int, float, int], float] = field(default_factory=dict)
     sampled_at: float = field(default_factory=time.monotonic)
 
     def read(self, procs: list[psutil.Process], vcpus: int) -> float:
         now = time.monotonic()
-        current: dict[tuple[int, float], float] = {}
+        current: dict[tuple[int, float, int], float] = {}
         for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                current[(proc.pid, proc.create_time())] = times.user + times.system
-        # A process new since the last reading counts with all its CPU time; one
-        # that ended since loses its last slice (psutil cannot read the dead).
+            with contextlib.suppress(psutil.Error, OSError):
+                current.update(cpu_demand(proc))
+        # A thread new since the last reading counts with all its time; one that
+        # ended since loses its last slice (nothing can read the dead).
         used = sum(max(t - self.seen.get(key, 0.0), 0.0) for key, t in current.items())
         elapsed = max(now - self.sampled_at, 1e-6)
         self.seen, self.sampled_at = current, now
@@ -123,6 +140,8 @@ def environment(state: StateDir, rt: InstanceRuntime, region: str) -> dict[str, 
         "SELFHEAL_PRIVATE_IP": rt.private_ip or "",
         "SELFHEAL_INSTANCE_TYPE": rt.instance_type,
         "SELFHEAL_REGION": region,
+        # GNU nproc reads it: scripts size their work to the instance's vCPUs, not the host's.
+        "OMP_NUM_THREADS": str(rt.vcpus),
     }
 
 
