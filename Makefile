@@ -45,7 +45,7 @@ PYTEST_ARGS   ?=
 MOLECULE_ARGS ?=
 SCENARIO      ?= default
 
-.PHONY: help venv dev-collections demo down test lint ruff readmes integration ansible-lint changelog-lint \
+.PHONY: help venv dev-collections demo down test checks lint ruff readmes integration ansible-lint changelog-lint \
         at-getpip at-tree sanity sanity-locked units sandbox-test molecule molecule-chaos build clean distclean \
         awx-collection ee-context
 
@@ -56,7 +56,8 @@ help:
 	@echo '                  run one game day (playbooks/chaos.yml, DEMO_SCENARIO=fail_health) into reports/'
 	@echo '                  (TIME_SCALE=N: sandbox N times faster than AWS, default 10; SANDBOX_UP_ARGS="...")'
 	@echo '  down            tear the stack down (playbooks/teardown.yml) and stop the sandbox'
-	@echo '  test            lint, units, sanity, sandbox-test, integration, molecule, molecule-chaos (cheapest first), with timings'
+	@echo '  test            checks (lint, units, sanity side by side), sandbox-test, integration, molecule, molecule-chaos, with timings'
+	@echo '  checks          lint, units and sanity side by side (none of them times anything)'
 	@echo '  lint            ruff check + ruff format --check, antsibull-changelog lint, ansible-lint'
 	@echo '  sanity          ansible-test sanity on a copy of the tree in $(AT_ROOT)'
 	@echo '  units           pytest tests/unit'
@@ -148,7 +149,13 @@ down: $(VENV_STAMP) dev-collections
 
 # --- checks -----------------------------------------------------------------------------
 
-TEST_STEPS := venv lint units sanity sandbox-test integration molecule molecule-chaos
+TEST_STEPS := venv checks sandbox-test integration molecule molecule-chaos
+
+# The static checks and the unit tests time nothing: they share the cores. Each one's output
+# is printed whole when it ends. The sandbox steps after them run one at a time (their
+# timings are measured).
+checks: $(VENV_STAMP) dev-collections awx-collection
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint units sanity
 
 # Each step runs in its own make so that its time can be printed; the first failure stops.
 test:
@@ -193,7 +200,8 @@ sandbox-test: $(VENV_STAMP)
 
 # playbooks against a sandbox of their own: bad input is refused before anything exists
 integration: $(VENV_STAMP) dev-collections awx-collection
-	pytest tests/integration -p no:pytest-ansible -n 2 $(PYTEST_ARGS)
+	@# worksteal: the two long deploy-and-tear-down tests should not queue behind each other
+	pytest tests/integration -p no:pytest-ansible -n 2 --dist worksteal $(PYTEST_ARGS)
 
 molecule: $(VENV_STAMP) dev-collections
 	ANSIBLE_COLLECTIONS_PATH=$(DEV_COLL_ROOT) molecule test -s $(SCENARIO) $(MOLECULE_ARGS)

@@ -198,7 +198,7 @@ def test_loopback_address_follows_the_private_ip_and_never_collides() -> None:
 
 
 BUSY = [sys.executable, "-c", "while True: pass"]
-IDLE = [sys.executable, "-c", "import time; time.sleep(30)"]
+IDLE = [shutil.which("sleep") or "/bin/sleep", "30"]
 
 
 def _bare_runtime(tmp_path: Path) -> Ec2Runtime:
@@ -225,6 +225,7 @@ def _cpu_after_one_second(
         rt.booted_at, rt.boot_group = 0.0, procs[0].pid
         rt.command_groups = {p.pid for p in procs[1:]}
         runtime._runtimes[iid] = rt
+    time.sleep(0.3)  # past the processes' start-up: an idle one only sleeps from there on
     runtime.collect_metrics()
     time.sleep(1.0)
     return {d["Dimensions"][0]["Value"]: d["Value"] for d in runtime.collect_metrics()}

@@ -52,20 +52,22 @@ def loopback_for(private_ip: str | None, taken: set[str]) -> str:
     raise RuntimeError("no free loopback address left in 127.255.0.0/16")
 
 
+# Linux with CONFIG_SCHED_INFO (Debian's kernels, most others) keeps per-thread schedstat.
+SCHEDSTAT = os.path.exists("/proc/self/schedstat")
+
+
 def cpu_demand(proc: psutil.Process) -> dict[tuple[int, float, int], float]:
     """CPU seconds each thread of the process ran or waited to run (Linux schedstat:
     sum_exec_runtime + run_delay). What a thread waited for is CPU it wanted: on EC2
-    its instance would have had it. Without schedstat (not Linux), the time it ran."""
+    its instance would have had it. Without schedstat, the time the process ran."""
     key = (proc.pid, proc.create_time())
-    task_dir = f"/proc/{proc.pid}/task"
-    try:
-        tids = os.listdir(task_dir)
-    except FileNotFoundError:
+    if not SCHEDSTAT:
         times = proc.cpu_times()
         return {(*key, proc.pid): times.user + times.system}
     demand = {}
-    for tid in tids:
-        with contextlib.suppress(OSError, ValueError):
+    task_dir = f"/proc/{proc.pid}/task"
+    for tid in os.listdir(task_dir):
+        with contextlib.suppress(OSError, ValueError):  # a thread that ended meanwhile
             with open(f"{task_dir}/{tid}/schedstat") as fh:
                 ran_ns, waited_ns = map(int, fh.read().split()[:2])
             demand[(*key, int(tid))] = (ran_ns + waited_ns) / 1e9
