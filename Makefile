@@ -90,7 +90,7 @@ $(VENV_STAMP): requirements.txt constraints.txt sandbox/pyproject.toml
 
 dev-collections:
 	@mkdir -p $(dir $(DEV_COLL))
-	@ln -sfn ../../../.. $(DEV_COLL)
+	@[ "$$(readlink $(DEV_COLL))" = ../../../.. ] || ln -sfn ../../../.. $(DEV_COLL)
 
 # awx.awx, for playbooks/awx_configure.yml only (not a dependency of the collection). The
 # pinned ansible 14 no longer bundles it and Galaxy is out of reach; ansible 13.8.0, the last
@@ -151,11 +151,21 @@ down: $(VENV_STAMP) dev-collections
 
 TEST_STEPS := venv checks sandbox-test integration molecule molecule-chaos
 
-# The static checks and the unit tests time nothing: they share the cores. Each one's output
-# is printed whole when it ends. The sandbox steps after them run one at a time (their
-# timings are measured).
+# The static checks and the unit tests time nothing: they share the cores (the sandbox steps
+# after them run one at a time). The shared prerequisites are built first, here; each check
+# then runs in a make of its own (.NOTPARALLEL keeps one make serial), its output printed
+# whole, in this order, once all have ended.
+CHECKS := lint units sanity
 checks: $(VENV_STAMP) dev-collections awx-collection
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint units sanity
+	@logs=$$(mktemp -d); trap 'rm -rf "$$logs"' EXIT; pids=(); \
+	for check in $(CHECKS); do \
+		$(MAKE) --no-print-directory $$check > "$$logs/$$check" 2>&1 & pids+=($$!); \
+	done; \
+	rc=0; i=0; for check in $(CHECKS); do \
+		if wait $${pids[$$i]}; then result=passed; else result=FAILED; rc=1; fi; \
+		echo "## make $$check $$result:"; cat "$$logs/$$check"; i=$$((i + 1)); \
+	done; \
+	exit $$rc
 
 # Each step runs in its own make so that its time can be printed; the first failure stops.
 test:
