@@ -64,7 +64,7 @@ def cpu_demand(proc: psutil.Process) -> dict[tuple[int, float, int], float]:
     if not SCHEDSTAT:
         times = proc.cpu_times()
         return {(*key, proc.pid): times.user + times.system}
-    demand = {}
+    demand: dict[tuple[int, float, int], float] = {}
     task_dir = f"/proc/{proc.pid}/task"
     for tid in os.listdir(task_dir):
         with contextlib.suppress(OSError, ValueError):  # a thread that ended meanwhile
