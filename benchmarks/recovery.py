@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from sandbox_session import REPO, Sandbox, run_playbook, running_sandbox
 
@@ -37,29 +35,18 @@ JUDGED = {"cpu_stress": (), "scale_out_load": ("scale_out",)}
 HEALING = ("detect", "recover")
 
 
-def client(sandbox: Sandbox, service: str):
-    env = sandbox.env()
-    return boto3.client(
-        service,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 def reset_capacity(sandbox: Sandbox, desired: int, timeout: float = 120) -> None:
     """Put the group back to `desired`: a scale-out game day leaves it larger (up to max).
     Waits for the CPU alarm to leave ALARM first: while in ALARM it runs its scale-out
     policy again every minute (AWS), which would undo the reset."""
-    cloudwatch = client(sandbox, "cloudwatch")
+    cloudwatch = sandbox.client("cloudwatch")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         alarms = cloudwatch.describe_alarms(AlarmNames=["selfheal-cpu-high"])["MetricAlarms"]
         if all(a["StateValue"] != "ALARM" for a in alarms):
             break
         time.sleep(1)
-    client(sandbox, "autoscaling").set_desired_capacity(AutoScalingGroupName="selfheal-asg", DesiredCapacity=desired)
+    sandbox.client("autoscaling").set_desired_capacity(AutoScalingGroupName="selfheal-asg", DesiredCapacity=desired)
 
 
 def game_day(sandbox: Sandbox, scenario: str, reports: Path) -> dict:

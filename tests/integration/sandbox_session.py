@@ -16,6 +16,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import boto3
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_COLLECTION = REPO / ".ansible/dev-collections/ansible_collections/selfheal/aws"
@@ -46,6 +49,17 @@ class Sandbox:
                 name, value = words[1].split("=", 1)
                 variables[name] = value
         return variables
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of the sandbox (its endpoint, region and fake credentials)."""
+        env = self.env()
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
 
 
 @contextmanager

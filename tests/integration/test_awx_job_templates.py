@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
-import boto3
 import pytest
 import yaml
 from sandbox_session import REPO, Sandbox, playbook_env, running_sandbox, tool
@@ -69,23 +68,13 @@ def sandbox_errors(sandbox: Sandbox) -> str:
     return f"\nsandbox.log:\n{text[-4000:]}" if "Traceback" in text or "ERROR" in text else ""
 
 
-def client(sandbox: Sandbox, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=sandbox.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def asg(sandbox: Sandbox) -> dict[str, Any] | None:
-    groups = client(sandbox, "autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    groups = sandbox.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     return groups[0] if groups else None
 
 
 def live_instances(sandbox: Sandbox) -> list[str]:
-    reservations = client(sandbox, "ec2").describe_instances()["Reservations"]
+    reservations = sandbox.client("ec2").describe_instances()["Reservations"]
     return [i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] != "terminated"]
 
 

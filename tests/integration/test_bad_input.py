@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from sandbox_session import Sandbox, run_playbook, running_sandbox
 
@@ -152,15 +151,7 @@ BAD_INPUTS = [
 def stack_resources(sandbox: Sandbox) -> dict[str, list[str]]:
     """Everything in the sandbox that a run of site.yml creates, by kind; empty lists when clean."""
 
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=sandbox.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
+    client = sandbox.client
     ec2, elbv2 = client("ec2"), client("elbv2")
     return {
         "VPCs": [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]],
